@@ -1,0 +1,48 @@
+"""Install mrcnn: Mask R-CNN for TensorFlow 2 and Keras 3.
+
+CPU and GPU users both get the ``tensorflow`` wheel (on Linux it runs on the CPU
+and, with the ``[gpu]`` extra, pulls the CUDA libraries from PyPI). See README.
+"""
+import os
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+with open(os.path.join(HERE, "README.md"), encoding="utf-8") as f:
+    LONG_DESCRIPTION = f.read()
+
+setup(
+    name="mrcnn",
+    version="0.1.0",
+    description="Mask R-CNN for TensorFlow 2 and Keras 3, matterport-compatible",
+    long_description=LONG_DESCRIPTION,
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["mrcnn", "mrcnn.*"]),
+    python_requires=">=3.11",
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.0",
+        "numpy>=2.0",
+        "scikit-image>=0.22",
+        "h5py>=3.10",
+        "pycocotools>=2.0.7",
+        "albumentations>=2.0,<2.1",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "gpu": ["tensorflow[and-cuda]>=2.16"],
+        "dev": [
+            "pytest>=8",
+            "hypothesis>=6.100",
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: MIT License",
+        "Topic :: Scientific/Engineering :: Image Recognition",
+    ],
+)
