@@ -1,0 +1,147 @@
+"""PyramidROIAlign: pool every ROI from the FPN level that matches its size, batched."""
+import logging
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from mrcnn.ops import parse_image_meta_graph
+
+logger = logging.getLogger(__name__)
+
+ROI_ALIGN_MODES = ("crop_and_resize", "paper")
+# Levels P2..P5 and the level of a 224 x 224 ROI (the ImageNet canonical size), from the FPN paper.
+MIN_LEVEL = 2
+MAX_LEVEL = 5
+CANONICAL_LEVEL = 4
+CANONICAL_SIZE = 224.0
+
+
+def roi_pyramid_levels(boxes, image_area):
+    """FPN level of each ROI: ``min(5, max(2, 4 + round(log2(sqrt(h * w) / (224 / sqrt(area))))))``.
+
+    boxes: [..., (y1, x1, y2, x2)] float32, normalized.
+    image_area: scalar float32, H * W of the molded image in pixels.
+
+    Returns: [...] int32 level in 2..5 (rounding half to even, like tf.round). Empty (zero)
+    boxes go to level 2.
+    """
+    boxes = ops.cast(boxes, "float32")
+    h = boxes[..., 2] - boxes[..., 0]
+    w = boxes[..., 3] - boxes[..., 1]
+    canonical = CANONICAL_SIZE / ops.sqrt(ops.cast(image_area, "float32"))
+    # log2(0) = -inf, which the max() below sends to the lowest level.
+    level = CANONICAL_LEVEL + ops.round(ops.log2(ops.sqrt(ops.maximum(h * w, 0.0)) / canonical))
+    level = ops.minimum(float(MAX_LEVEL), ops.maximum(float(MIN_LEVEL), level))
+    return ops.cast(level, "int32")
+
+
+def _crop(feature_map, boxes, box_indices, pool_shape, mode, sampling_ratio):
+    """Bilinear crops of boxes from one feature map.
+
+    feature_map: [batch, Hf, Wf, C]; boxes: [n, 4] normalized; box_indices: [n] int32 image index.
+    Returns: [n, ph, pw, C] float32.
+    """
+    ph, pw = pool_shape
+    if mode == "crop_and_resize":
+        return tf.image.crop_and_resize(feature_map, boxes, box_indices, (ph, pw),
+                                        method="bilinear")
+    # "paper": s x s samples at the centres of the sub-bins of each bin, averaged. The sub-bin
+    # centres of a box cut into (ph * s) x (pw * s) cells are a regular grid running from half a
+    # cell inside each edge, which is what crop_and_resize samples on the shrunk box.
+    s = sampling_ratio
+    cells_y, cells_x = ph * s, pw * s
+    y1, x1, y2, x2 = (boxes[:, i] for i in range(4))
+    half_y = (y2 - y1) / (2.0 * cells_y)
+    half_x = (x2 - x1) / (2.0 * cells_x)
+    shrunk = ops.stack([y1 + half_y, x1 + half_x, y2 - half_y, x2 - half_x], axis=1)
+    samples = tf.image.crop_and_resize(feature_map, shrunk, box_indices, (cells_y, cells_x),
+                                       method="bilinear")
+    channels = ops.shape(samples)[-1]
+    samples = ops.reshape(samples, (-1, ph, s, pw, s, channels))
+    return ops.mean(samples, axis=(2, 4))
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class PyramidROIAlign(keras.layers.Layer):
+    """RoIAlign on a feature pyramid: each ROI is pooled from the level that matches its size.
+
+    Args:
+        pool_shape: (height, width) of the pooled output, e.g. (7, 7) or (14, 14).
+        mode: "crop_and_resize" (one bilinear sample per output cell, what matterport weights
+            were trained with) or "paper" (sampling_ratio x sampling_ratio bilinear samples at
+            the sub-bin centres of each bin, averaged, as in He et al. 2017).
+        sampling_ratio: int >= 1, samples per bin side in "paper" mode (ignored otherwise).
+
+    Inputs: [boxes, image_meta, P2, P3, P4, P5]
+        boxes: [batch, N, (y1, x1, y2, x2)] float32, normalized. Gradients do not flow into them.
+        image_meta: [batch, 12 + NUM_CLASSES], see mrcnn.data.compose_image_meta; the molded
+            image_shape of the first row sets the image area used for the level choice.
+        P2..P5: [batch, Hk, Wk, C] feature maps (same C). A normalized y maps to y * (Hk - 1).
+
+    Output: [batch, N, pool_height, pool_width, C] float32, in the input box order.
+    """
+
+    def __init__(self, pool_shape, mode="crop_and_resize", sampling_ratio=2, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+        pool_shape = tuple(int(v) for v in pool_shape)
+        if len(pool_shape) != 2 or min(pool_shape) < 1:
+            raise ValueError(f"pool_shape must be (height, width) >= 1, got {pool_shape!r}")
+        if mode not in ROI_ALIGN_MODES:
+            raise ValueError(f"mode must be one of {ROI_ALIGN_MODES}, got {mode!r}")
+        if isinstance(sampling_ratio, bool) or int(sampling_ratio) != sampling_ratio \
+                or sampling_ratio < 1:
+            raise ValueError(f"sampling_ratio must be an integer >= 1, got {sampling_ratio!r}")
+        self.pool_shape = pool_shape
+        self.mode = mode
+        self.sampling_ratio = int(sampling_ratio)
+        # Data-dependent shapes (NMS / per-level partitions): keep Keras' jit_compile="auto"
+        # from compiling the model with XLA.
+        self.supports_jit = False
+
+    def call(self, inputs):
+        boxes, image_meta, *feature_maps = inputs
+        num_levels = MAX_LEVEL - MIN_LEVEL + 1
+        if len(feature_maps) != num_levels:
+            raise ValueError(f"PyramidROIAlign expects {num_levels} feature maps (P2..P5), "
+                             f"got {len(feature_maps)}")
+        boxes = tf.stop_gradient(ops.cast(boxes, "float32"))
+        image_shape = parse_image_meta_graph(image_meta)["image_shape"][0]
+        image_area = image_shape[0] * image_shape[1]
+
+        batch = ops.shape(boxes)[0]
+        num_boxes = ops.shape(boxes)[1]
+        flat_boxes = ops.reshape(boxes, (-1, 4))
+        levels = ops.reshape(roi_pyramid_levels(boxes, image_area), (-1,))
+        # Image index of every flattened box.
+        box_indices = ops.reshape(
+            ops.repeat(ops.arange(batch, dtype="int32"), num_boxes), (-1,))
+        positions = ops.arange(ops.shape(flat_boxes)[0], dtype="int32")
+
+        parts = tf.dynamic_partition(positions, levels - MIN_LEVEL, num_levels)
+        pooled = []
+        for part, feature_map in zip(parts, feature_maps):
+            level_boxes = tf.gather(flat_boxes, part)
+            level_indices = tf.gather(box_indices, part)
+            pooled.append(_crop(ops.cast(feature_map, "float32"), level_boxes, level_indices,
+                                self.pool_shape, self.mode, self.sampling_ratio))
+        # Put the crops back in the order of the flattened input boxes.
+        pooled = tf.dynamic_stitch(parts, pooled)
+        channels = ops.shape(feature_maps[0])[-1]
+        return ops.reshape(pooled, (batch, num_boxes, *self.pool_shape, channels))
+
+    def compute_output_shape(self, input_shape):
+        boxes_shape = input_shape[0]
+        channels = input_shape[2][-1]
+        return (boxes_shape[0], boxes_shape[1], *self.pool_shape, channels)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "pool_shape": list(self.pool_shape),
+            "mode": self.mode,
+            "sampling_ratio": self.sampling_ratio,
+        })
+        return config
+
