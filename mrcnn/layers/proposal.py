@@ -100,7 +100,9 @@ class ProposalLayer(keras.layers.Layer):
         self.supports_jit = False
 
     def call(self, inputs):
-        rpn_probs, rpn_bbox, anchors = inputs
+        # Proposals are treated as constants (approximate joint training, as in the
+        # paper): no gradient flows from the heads back through the box decoding/NMS.
+        rpn_probs, rpn_bbox, anchors = [ops.stop_gradient(x) for x in inputs]
         scores = ops.cast(rpn_probs[..., 1], "float32")  # [B, A]
         deltas = ops.cast(rpn_bbox, "float32") * ops.convert_to_tensor(
             np.array(self.rpn_bbox_std_dev, dtype=np.float32))
