@@ -29,6 +29,7 @@ setup(
         "pycocotools>=2.0.7",
         "albumentations>=2.0,<2.1",
         "matplotlib>=3.8",
+        "tensorboard>=2.16",
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.16"],
