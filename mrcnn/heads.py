@@ -1,0 +1,151 @@
+"""Region proposal network (RPN), box/class head and mask head.
+
+Layer names are part of the API: ``.h5`` files are loaded by them and the
+``"heads"`` training group selects ``rpn_*`` / ``mrcnn_*`` / ``fpn_*``.
+
+The per-ROI heads fold the ROI axis into the batch axis
+(``mrcnn.layers.per_roi``) and run plain 4-D convolutions, instead of
+wrapping each layer in ``TimeDistributed``. The weights are identical to
+matterport's TimeDistributed layers of the same name.
+"""
+import logging
+
+import keras
+
+from mrcnn.layers.norm import NORM_KINDS, norm_layer
+from mrcnn.layers.per_roi import FlattenROIs, UnflattenROIs
+
+logger = logging.getLogger(__name__)
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_pooled(pooled, head):
+    """Static (num_rois, pool_h, pool_w, channels) of a pooled ROI tensor."""
+    shape = tuple(pooled.shape)
+    if len(shape) != 5 or any(d is None for d in shape[1:]):
+        raise ValueError(
+            f"{head} expects pooled features [batch, num_rois, pool, pool, channels] with static "
+            f"num_rois, pool and channels, got shape {shape}"
+        )
+    return shape[1:]
+
+
+def build_rpn_model(anchor_stride, anchors_per_location, depth):
+    """The RPN as a Keras model, shared by all pyramid levels.
+
+    Args:
+        anchor_stride: int, 1 for anchors at every feature map cell, 2 for every
+            other cell (``Config.RPN_ANCHOR_STRIDE``); the stride of the shared conv.
+        anchors_per_location: int A, anchors per cell (``len(RPN_ANCHOR_RATIOS)``).
+        depth: int, channels of the feature maps (``TOP_DOWN_PYRAMID_SIZE``).
+
+    Returns:
+        ``keras.Model`` named "rpn_model". Input "input_rpn_feature_map":
+        [batch, H, W, depth] float32 (H, W dynamic). Outputs, with
+        n = ceil(H / anchor_stride) * ceil(W / anchor_stride) * A anchors in
+        (row, col, anchor) order, the order of ``utils.generate_pyramid_anchors``:
+
+        - rpn_class_logits: [batch, n, 2] float32, (background, foreground) logits.
+        - rpn_probs: [batch, n, 2] float32, softmax of the logits.
+        - rpn_bbox: [batch, n, (dy, dx, log(dh), log(dw))] float32 deltas,
+          still divided by ``RPN_BBOX_STD_DEV``.
+
+        Weights, in order: rpn_conv_shared kernel [3, 3, depth, 512] and bias,
+        rpn_class_raw kernel [1, 1, 512, 2A] and bias, rpn_bbox_pred kernel
+        [1, 1, 512, 4A] and bias.
+    """
+    _check_positive_int("anchor_stride", anchor_stride)
+    _check_positive_int("anchors_per_location", anchors_per_location)
+    _check_positive_int("depth", depth)
+    feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
+    shared = keras.layers.Conv2D(512, 3, strides=anchor_stride, padding="same", activation="relu",
+                                 name="rpn_conv_shared")(feature_map)
+
+    # [batch, h, w, 2A]: channel 2a + k is score k of anchor a; reshaping to
+    # [batch, h * w * A, 2] walks rows, then columns, then anchors.
+    x = keras.layers.Conv2D(2 * anchors_per_location, 1, padding="valid", name="rpn_class_raw")(shared)
+    rpn_class_logits = keras.layers.Reshape((-1, 2), name="rpn_class_logits_flat")(x)
+    rpn_probs = keras.layers.Activation("softmax", name="rpn_class_probs")(rpn_class_logits)
+
+    x = keras.layers.Conv2D(4 * anchors_per_location, 1, padding="valid", name="rpn_bbox_pred")(shared)
+    rpn_bbox = keras.layers.Reshape((-1, 4), name="rpn_bbox_flat")(x)
+    return keras.Model(feature_map, [rpn_class_logits, rpn_probs, rpn_bbox], name="rpn_model")
+
+
+def fpn_classifier_head(pooled, num_classes, train_bn=False, fc_layers_size=1024, norm="batch", gn_groups=32):
+    """Box/class head on ROI-aligned features.
+
+    Args:
+        pooled: [batch, num_rois, P, P, C] Keras tensor, float32, the output of
+            ``PyramidROIAlign`` with pool size P (``Config.POOL_SIZE``); num_rois,
+            P and C static, batch dynamic.
+        num_classes: int K, including background.
+        train_bn: False freezes the BatchNorm layers (see ``norm_layer``).
+        fc_layers_size: int, width of the two "fully connected" layers, which
+            are a P x P valid conv and a 1x1 conv (``FPN_CLASSIF_FC_LAYERS_SIZE``).
+        norm: "batch" or "group"; gn_groups: maximum groups for "group".
+
+    Returns:
+        (mrcnn_class_logits, mrcnn_class, mrcnn_bbox):
+        - mrcnn_class_logits: [batch, num_rois, K] float32 logits.
+        - mrcnn_class: [batch, num_rois, K] float32 softmax probabilities.
+        - mrcnn_bbox: [batch, num_rois, K, (dy, dx, log(dh), log(dw))] float32
+          class-specific deltas, still divided by ``BBOX_STD_DEV``.
+    """
+    num_rois, pool_h, pool_w, _ = _check_pooled(pooled, "fpn_classifier_head")
+    _check_positive_int("num_classes", num_classes)
+    _check_positive_int("fc_layers_size", fc_layers_size)
+    if norm not in NORM_KINDS:
+        raise ValueError(f"norm must be one of {NORM_KINDS}, got {norm!r}")
+
+    x = FlattenROIs(name="mrcnn_class_flatten_rois")(pooled)  # [B*N, P, P, C]
+    x = keras.layers.Conv2D(fc_layers_size, (pool_h, pool_w), padding="valid", name="mrcnn_class_conv1")(x)
+    x = norm_layer(norm, "mrcnn_class_bn1", train_bn, gn_groups)(x)
+    x = keras.layers.ReLU(name="mrcnn_class_relu1")(x)
+    x = keras.layers.Conv2D(fc_layers_size, 1, name="mrcnn_class_conv2")(x)
+    x = norm_layer(norm, "mrcnn_class_bn2", train_bn, gn_groups)(x)
+    x = keras.layers.ReLU(name="mrcnn_class_relu2")(x)  # [B*N, 1, 1, fc]
+    x = UnflattenROIs(num_rois, name="mrcnn_class_unflatten_rois")(x)  # [B, N, 1, 1, fc]
+    shared = keras.layers.Reshape((num_rois, fc_layers_size), name="pool_squeeze")(x)
+
+    mrcnn_class_logits = keras.layers.Dense(num_classes, name="mrcnn_class_logits")(shared)
+    mrcnn_class = keras.layers.Activation("softmax", name="mrcnn_class")(mrcnn_class_logits)
+    x = keras.layers.Dense(num_classes * 4, name="mrcnn_bbox_fc")(shared)
+    mrcnn_bbox = keras.layers.Reshape((num_rois, num_classes, 4), name="mrcnn_bbox")(x)
+    return mrcnn_class_logits, mrcnn_class, mrcnn_bbox
+
+
+def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=32):
+    """Mask head on ROI-aligned features.
+
+    Args:
+        pooled: [batch, num_rois, P, P, C] Keras tensor, float32, the output of
+            ``PyramidROIAlign`` with pool size P (``Config.MASK_POOL_SIZE``);
+            num_rois, P and C static, batch dynamic.
+        num_classes: int K, including background.
+        train_bn: False freezes the BatchNorm layers (see ``norm_layer``).
+        norm: "batch" or "group"; gn_groups: maximum groups for "group".
+
+    Returns:
+        masks: [batch, num_rois, 2P, 2P, K] float32 in [0, 1] (sigmoid), one
+        soft mask per class, in the ROI's frame. The layer "mrcnn_mask" itself
+        outputs the ROI-folded [batch * num_rois, 2P, 2P, K]; the returned
+        tensor is the output of "mrcnn_mask_unflatten_rois".
+    """
+    num_rois = _check_pooled(pooled, "fpn_mask_head")[0]
+    _check_positive_int("num_classes", num_classes)
+    if norm not in NORM_KINDS:
+        raise ValueError(f"norm must be one of {NORM_KINDS}, got {norm!r}")
+
+    x = FlattenROIs(name="mrcnn_mask_flatten_rois")(pooled)  # [B*N, P, P, C]
+    for i in range(1, 5):
+        x = keras.layers.Conv2D(256, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
+        x = norm_layer(norm, f"mrcnn_mask_bn{i}", train_bn, gn_groups)(x)
+        x = keras.layers.ReLU(name=f"mrcnn_mask_relu{i}")(x)
+    x = keras.layers.Conv2DTranspose(256, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
+    x = keras.layers.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask")(x)
+    return UnflattenROIs(num_rois, name="mrcnn_mask_unflatten_rois")(x)

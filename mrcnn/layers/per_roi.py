@@ -1,0 +1,75 @@
+"""Fold the ROI axis into the batch axis and back.
+
+Keras 3's ``TimeDistributed`` maps its inner layer over the time axis with a
+vectorized map, which is slow for convolutions. The heads instead reshape
+``[batch, num_rois, ...]`` to ``[batch * num_rois, ...]``, run ordinary 4-D
+convolutions, and reshape back. Both reshapes are free (no copy).
+"""
+import logging
+
+import keras
+from keras import ops
+
+logger = logging.getLogger(__name__)
+
+
+def _trailing_shape(x, start):
+    """Dimensions of ``x`` from axis ``start`` on: static ints where known."""
+    static = tuple(x.shape[start:])
+    if all(d is not None for d in static):
+        return static
+    dynamic = ops.shape(x)
+    return tuple(d if d is not None else dynamic[start + i] for i, d in enumerate(static))
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class FlattenROIs(keras.layers.Layer):
+    """``[batch, num_rois, ...]`` -> ``[batch * num_rois, ...]``.
+
+    Input: tensor of rank >= 3, e.g. pooled features
+    ``[batch, num_rois, pool, pool, channels]`` float32.
+    Output: ``[batch * num_rois, pool, pool, channels]``, ROI ``j`` of image
+    ``i`` at row ``i * num_rois + j``.
+    """
+
+    def call(self, inputs):
+        return ops.reshape(inputs, (-1,) + _trailing_shape(inputs, 2))
+
+    def compute_output_shape(self, input_shape):
+        if len(input_shape) < 3:
+            raise ValueError(f"FlattenROIs needs rank >= 3 input, got shape {input_shape}")
+        batch, rois = input_shape[0], input_shape[1]
+        folded = batch * rois if batch is not None and rois is not None else None
+        return (folded,) + tuple(input_shape[2:])
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class UnflattenROIs(keras.layers.Layer):
+    """``[batch * num_rois, ...]`` -> ``[batch, num_rois, ...]``.
+
+    Args:
+        num_rois: int > 0, the static ROI count per image.
+
+    Input: tensor of rank >= 2 whose first axis is ``batch * num_rois``
+    (row ``i * num_rois + j`` is ROI ``j`` of image ``i``).
+    Output: ``[batch, num_rois, ...]``.
+    """
+
+    def __init__(self, num_rois, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(num_rois, bool) or not isinstance(num_rois, int) or num_rois < 1:
+            raise ValueError(f"num_rois must be a positive int, got {num_rois!r}")
+        self.num_rois = num_rois
+
+    def call(self, inputs):
+        return ops.reshape(inputs, (-1, self.num_rois) + _trailing_shape(inputs, 1))
+
+    def compute_output_shape(self, input_shape):
+        folded = input_shape[0]
+        batch = folded // self.num_rois if folded is not None else None
+        return (batch, self.num_rois) + tuple(input_shape[1:])
+
+    def get_config(self):
+        config = super().get_config()
+        config["num_rois"] = self.num_rois
+        return config
