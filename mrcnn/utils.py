@@ -328,7 +328,9 @@ def resize_mask(mask, scale, padding, crop=None):
     h, w = mask.shape[:2]
     if scale != 1:
         target = (round(h * scale), round(w * scale))
-        if mask.dtype == bool:
+        if mask.ndim == 3 and mask.shape[2] == 0:
+            mask = np.zeros(target + (0,), dtype=mask.dtype)
+        elif mask.dtype == bool:
             mask = resize(mask, target, order=0)
         else:
             mask = _cast_like(resize(mask, target, order=0), mask.dtype)

@@ -402,3 +402,10 @@ def test_batch_slice_stacks_per_item_results():
     np.testing.assert_allclose(scaled.numpy(), np.arange(12).reshape(3, 4) * [[1], [2], [3]])
     single = utils.batch_slice(x, lambda a: a[:2], 3)
     assert tuple(single.shape) == (3, 2)
+
+
+def test_resize_mask_with_no_instances_keeps_image_size():
+    image = np.zeros((30, 50, 3), np.uint8)
+    _, window, scale, padding, crop = utils.resize_image(image, min_dim=64, max_dim=64, mode="square")
+    mask = utils.resize_mask(np.zeros((30, 50, 0), bool), scale, padding, crop)
+    assert mask.shape == (64, 64, 0) and mask.dtype == bool

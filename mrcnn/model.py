@@ -1,0 +1,448 @@
+"""MaskRCNN: the user-facing model class (build, detect, weights, log folders).
+
+``import mrcnn.model as modellib`` also gives the names matterport users reach
+through this module (``modellib.load_image_gt``, ``modellib.ProposalLayer``, ...).
+"""
+import datetime
+import logging
+import os
+import re
+import warnings
+
+import numpy as np
+
+from mrcnn import utils
+from mrcnn.data import compose_image_meta, mold_image, parse_image_meta, unmold_image  # noqa: F401
+from mrcnn.layers.detection import DetectionLayer  # noqa: F401
+from mrcnn.layers.norm import BatchNorm  # noqa: F401
+from mrcnn.layers.proposal import ProposalLayer  # noqa: F401
+from mrcnn.layers.roi_align import PyramidROIAlign  # noqa: F401
+
+logger = logging.getLogger(__name__)
+
+MODES = ("training", "inference")
+# logs/<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<epoch:04d>.h5
+CHECKPOINT_PATTERN = re.compile(
+    r".*[/\\](?P<name>[\w.-]+?)(?P<stamp>\d{8}T\d{4})[/\\]mask_rcnn_[\w.-]+_(?P<epoch>\d{4})\.h5$")
+
+
+def log(text, array=None):
+    """Print a text and, optionally, an array's shape, min, max and dtype (notebook helper)."""
+    if array is not None:
+        array = np.asarray(array)
+        text = text.ljust(25)
+        if array.size:
+            text += (f"shape: {str(array.shape):20}  min: {array.min():10.5f}  "
+                     f"max: {array.max():10.5f}  {array.dtype}")
+        else:
+            text += f"shape: {str(array.shape):20}  (empty)  {array.dtype}"
+    print(text)
+
+
+class MaskRCNN:
+    """Mask R-CNN model: ``keras_model`` holds the Keras functional graph.
+
+    mode: "training" or "inference".
+    config: a Config (subclass) instance.
+    model_dir: folder for training logs and checkpoints (created when training starts).
+    """
+
+    def __init__(self, mode, config, model_dir):
+        if mode not in MODES:
+            raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}")
+        if not hasattr(config, "validate_for_model"):
+            raise TypeError(f"config must be an mrcnn.config.Config instance, got {type(config).__name__}")
+        config.validate_for_model()
+        if not isinstance(model_dir, (str, os.PathLike)):
+            raise TypeError(f"model_dir must be a path, got {model_dir!r}")
+        self.mode = mode
+        self.config = config
+        self.model_dir = os.fspath(model_dir)
+        self.epoch = 0
+        self._anchor_cache = {}
+        self._predict_fn = None
+        self.set_log_dir()
+        self.keras_model = self.build(mode=mode, config=config)
+
+    # ------------------------------------------------------------------ graph
+    def build(self, mode, config):
+        """Build the Keras model of ``mode`` (see mrcnn.graph)."""
+        from mrcnn import graph
+        if mode == "inference":
+            return graph.build_inference_model(config)
+        return graph.build_training_model(config)
+
+    def get_anchors(self, image_shape):
+        """Anchors of a molded image shape: [A, (y1, x1, y2, x2)] float32, normalized (cached)."""
+        key = tuple(int(v) for v in image_shape[:2])
+        if key not in self._anchor_cache:
+            backbone_shapes = utils.compute_backbone_shapes(self.config, image_shape)
+            anchors = utils.generate_pyramid_anchors(
+                self.config.RPN_ANCHOR_SCALES, self.config.RPN_ANCHOR_RATIOS, backbone_shapes,
+                self.config.BACKBONE_STRIDES, self.config.RPN_ANCHOR_STRIDE)
+            self._anchor_cache[key] = utils.norm_boxes(anchors, key).astype(np.float32)
+        return self._anchor_cache[key]
+
+    # ------------------------------------------------------------------ inference
+    def mold_inputs(self, images):
+        """Resize and mold a list of images for the network.
+
+        images: list of [H, W, C] arrays (they may differ in size).
+        Returns (molded_images [N, h, w, C] float32, image_metas [N, META] float64,
+        windows [N, (y1, x1, y2, x2)] int pixels of the real image inside the molded one).
+        """
+        molded_images, image_metas, windows = [], [], []
+        config = self.config
+        for image in images:
+            molded, window, scale, _, _ = utils.resize_image(
+                image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
+                max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+            molded = mold_image(molded, config)
+            meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
+                                      np.zeros([config.NUM_CLASSES], dtype=np.int32))
+            molded_images.append(molded)
+            image_metas.append(meta)
+            windows.append(window)
+        shapes = {m.shape for m in molded_images}
+        if len(shapes) > 1:
+            raise ValueError(f"molded images differ in shape {sorted(shapes)}; use "
+                             "IMAGE_RESIZE_MODE='square' or pass same-size images together")
+        return (np.stack(molded_images).astype(np.float32), np.stack(image_metas),
+                np.stack(windows))
+
+    def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
+        """Turn one image's network outputs into pixel results in the original image.
+
+        detections: [N, (y1, x1, y2, x2, class_id, score)] normalized, zero padded.
+        mrcnn_mask: [N, h, w, NUM_CLASSES] sigmoid masks.
+        original_image_shape: (H, W, C) before resizing; image_shape: molded (H, W, C).
+        window: (y1, x1, y2, x2) pixels of the real image in the molded image.
+
+        Returns (boxes [n, 4] int32 pixels, class_ids [n] int32, scores [n] float32,
+        masks [H, W, n] bool).
+        """
+        class_column = detections[:, 4]
+        zero_rows = np.where(class_column == 0)[0]
+        count = int(zero_rows[0]) if zero_rows.size else detections.shape[0]
+        boxes = detections[:count, :4].astype(np.float32)
+        class_ids = detections[:count, 4].astype(np.int32)
+        scores = detections[:count, 5].astype(np.float32)
+        masks = mrcnn_mask[np.arange(count), :, :, class_ids]
+
+        # Boxes from the molded frame to the window's frame, then to original pixels.
+        wy1, wx1, wy2, wx2 = utils.norm_boxes(np.asarray(window)[None], image_shape[:2])[0]
+        wh, ww = wy2 - wy1, wx2 - wx1
+        boxes = (boxes - np.array([wy1, wx1, wy1, wx1])) / np.array([wh, ww, wh, ww])
+        boxes = utils.denorm_boxes(boxes, original_image_shape[:2])
+
+        keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[0]
+        boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
+        height, width = int(original_image_shape[0]), int(original_image_shape[1])
+        if len(keep):
+            full_masks = np.stack([utils.unmold_mask(masks[i], boxes[i], original_image_shape)
+                                   for i in range(len(keep))], axis=-1)
+        else:
+            full_masks = np.zeros((height, width, 0), dtype=bool)
+        return boxes.astype(np.int32), class_ids, scores, full_masks
+
+    def _check_images(self, images):
+        """Validate and convert user images to [H, W, IMAGE_CHANNEL_COUNT] arrays."""
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            images = list(images)
+        if not isinstance(images, (list, tuple)) or not images:
+            raise ValueError("images must be a non-empty list of [H, W, C] arrays, got "
+                             f"{type(images).__name__}")
+        channels = self.config.IMAGE_CHANNEL_COUNT
+        checked = []
+        for i, image in enumerate(images):
+            image = np.asarray(image)
+            if image.ndim == 2 and channels == 3:
+                warnings.warn(f"image {i} is grayscale {image.shape}: converted to RGB", stacklevel=3)
+                image = np.stack([image] * 3, axis=-1)
+            elif image.ndim == 3 and image.shape[-1] == 4 and channels == 3:
+                warnings.warn(f"image {i} is RGBA {image.shape}: alpha channel dropped", stacklevel=3)
+                image = image[..., :3]
+            if image.ndim != 3 or image.shape[-1] != channels:
+                raise ValueError(f"image {i} has shape {image.shape}; expected [H, W, {channels}]")
+            if image.shape[0] < 2 or image.shape[1] < 2:
+                raise ValueError(f"image {i} is too small: shape {image.shape}")
+            checked.append(image)
+        return checked
+
+    def _predict(self, molded_images, image_metas):
+        """Run the inference graph on one batch; returns the model's outputs as NumPy arrays."""
+        if self._predict_fn is None:
+            import tensorflow as tf
+            model = self.keras_model
+
+            @tf.function(reduce_retracing=True)
+            def predict(images, metas):
+                return model([images, metas], training=False)
+
+            self._predict_fn = predict
+        outputs = self._predict_fn(molded_images.astype(np.float32), image_metas.astype(np.float32))
+        return [np.asarray(o) for o in outputs]
+
+    def detect(self, images, verbose=0):
+        """Detect instances in any number of images.
+
+        images: list of [H, W, 3] RGB arrays (grayscale and RGBA are converted with a warning).
+        Returns one dict per image: rois [N, (y1, x1, y2, x2)] int32 pixels in the original
+        image, class_ids [N] int32, scores [N] float32, masks [H, W, N] bool.
+        """
+        if self.mode != "inference":
+            raise ValueError("detect() needs a model built with mode='inference'")
+        images = self._check_images(images)
+        if verbose:
+            logger.info("Processing %d images", len(images))
+        results = []
+        batch_size = self.config.BATCH_SIZE
+        for start in range(0, len(images), batch_size):
+            batch = images[start:start + batch_size]
+            molded_images, image_metas, windows = self.mold_inputs(batch)
+            results.extend(self._detect_batch(batch, molded_images, image_metas, windows))
+        return results
+
+    def detect_molded(self, molded_images, image_metas, verbose=0):
+        """Detect on images already molded (e.g. from load_image_gt + mold_image).
+
+        molded_images: [N, H, W, C] float32; image_metas: [N, META] (original shape and window used).
+        Returns the same dicts as detect(), in the frame the metas describe.
+        """
+        if self.mode != "inference":
+            raise ValueError("detect_molded() needs a model built with mode='inference'")
+        molded_images = np.asarray(molded_images, dtype=np.float32)
+        image_metas = np.asarray(image_metas)
+        if molded_images.ndim != 4 or len(molded_images) != len(image_metas):
+            raise ValueError(f"molded_images {molded_images.shape} and image_metas "
+                             f"{image_metas.shape} must be [N, H, W, C] and [N, META]")
+        parsed = parse_image_meta(image_metas)
+        results = []
+        batch_size = self.config.BATCH_SIZE
+        for start in range(0, len(molded_images), batch_size):
+            stop = start + batch_size
+            originals = [np.zeros(tuple(s), dtype=np.uint8)
+                         for s in parsed["original_image_shape"][start:stop]]
+            results.extend(self._detect_batch(originals, molded_images[start:stop],
+                                              image_metas[start:stop], parsed["window"][start:stop]))
+        return results
+
+    def _detect_batch(self, originals, molded_images, image_metas, windows):
+        """Pad a batch to BATCH_SIZE, run it, unmold the real images' results."""
+        count = len(molded_images)
+        pad = self.config.BATCH_SIZE - count
+        if pad > 0:
+            molded_images = np.concatenate(
+                [molded_images, np.zeros((pad,) + molded_images.shape[1:], molded_images.dtype)])
+            image_metas = np.concatenate([image_metas, np.repeat(image_metas[-1:], pad, axis=0)])
+        detections, _, _, mrcnn_mask = self._predict(molded_images, image_metas)[:4]
+        results = []
+        for i in range(count):
+            rois, class_ids, scores, masks = self.unmold_detections(
+                detections[i], mrcnn_mask[i], originals[i].shape, molded_images[i].shape, windows[i])
+            results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
+        return results
+
+    def run_graph(self, images, outputs, image_metas=None):
+        """Run the graph up to named layers and return their outputs.
+
+        images: list of images (molded here) or, with image_metas, already molded [N, H, W, C].
+        outputs: list of (name, layer name or KerasTensor), or of layer names.
+        Returns an ordered dict name -> NumPy array.
+        """
+        import keras
+        named = []
+        for item in outputs:
+            if isinstance(item, str):
+                item = (item, item)
+            name, target = item
+            if isinstance(target, str):
+                try:
+                    target = self.keras_model.get_layer(target).output
+                except ValueError as err:
+                    raise ValueError(f"run_graph: no layer named {target!r} in the "
+                                     f"{self.mode} model") from err
+            named.append((name, target))
+        submodel = keras.Model(self.keras_model.inputs, [t for _, t in named])
+        if image_metas is None:
+            images = self._check_images(images)
+            molded_images, image_metas, _ = self.mold_inputs(images)
+        else:
+            molded_images = np.asarray(images, dtype=np.float32)
+        values = submodel([molded_images, np.asarray(image_metas, dtype=np.float32)], training=False)
+        if len(named) == 1:
+            values = [values]
+        result = {}
+        for (name, _), value in zip(named, values):
+            result[name] = np.asarray(value)
+            logger.debug("%s %s", name, result[name].shape)
+        return result
+
+    # ------------------------------------------------------------------ weights
+    def load_weights(self, filepath, by_name=False, exclude=None):
+        """Load weights from our checkpoints, matterport ``.h5`` files or Keras 3 ``.weights.h5``.
+
+        by_name: match layers by name (needed when the graphs differ, e.g. other class counts).
+        exclude: layer names not to load (implies by_name).
+        Returns the report of weights.load_weights_h5 (loaded / skipped / excluded layers).
+        """
+        from mrcnn.weights import load_weights_h5
+        if exclude:
+            by_name = True
+        report = load_weights_h5(self.keras_model, filepath, by_name=by_name, exclude=exclude)
+        self.set_log_dir(filepath)
+        return report
+
+    def save_weights(self, filepath):
+        """Save every weight in the matterport-compatible HDF5 layout (atomic write)."""
+        from mrcnn.weights import save_weights_h5
+        save_weights_h5(self.keras_model, filepath)
+
+    # ------------------------------------------------------------------ training
+    def set_trainable(self, layer_regex, keras_model=None, indent=0, verbose=1):
+        """Make layers whose names fully match ``layer_regex`` trainable, freeze the rest.
+
+        Nested models (the shared rpn_model) are walked into. Returns the trainable layer names.
+        """
+        keras_model = keras_model or self.keras_model
+        pattern = re.compile(layer_regex)
+        names = []
+        for layer in keras_model.layers:
+            if layer.__class__.__name__ in ("Functional", "Model") or hasattr(layer, "layers"):
+                names.extend(self.set_trainable(layer_regex, keras_model=layer,
+                                                indent=indent + 4, verbose=verbose))
+                layer.trainable = any(sub.trainable for sub in layer.layers)
+                continue
+            if not layer.weights:
+                continue
+            trainable = bool(pattern.fullmatch(layer.name))
+            layer.trainable = trainable
+            if trainable:
+                names.append(layer.name)
+                if verbose > 1:
+                    logger.info("%s%-20s (%s)", " " * indent, layer.name, layer.__class__.__name__)
+        return names
+
+    def get_trainable_layers(self):
+        """Layers that have weights (matterport's helper for notebooks)."""
+        out = []
+        for layer in self.keras_model.layers:
+            if hasattr(layer, "layers"):
+                out.extend(sub for sub in layer.layers if sub.weights)
+            elif layer.weights:
+                out.append(layer)
+        return out
+
+    def find_trainable_layer(self, layer):
+        """The innermost layer of a wrapper (kept for matterport compatibility)."""
+        while hasattr(layer, "layer"):
+            layer = layer.layer
+        return layer
+
+    def compile(self, learning_rate, momentum):
+        """SGD with momentum and global gradient-norm clipping; the loss is the model's own."""
+        import keras
+        optimizer = keras.optimizers.SGD(
+            learning_rate=learning_rate, momentum=momentum,
+            global_clipnorm=self.config.GRADIENT_CLIP_NORM)
+        self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+
+    def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
+              augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
+              workers=None, verbose=1):
+        """Train the layers selected by ``layers`` until epoch ``epochs`` (stages chain).
+
+        layers: "heads", "3+", "4+", "5+", "all", or a regular expression over layer names.
+        augmentation: an albumentations transform or an imgaug-style augmenter.
+        Checkpoints: log_dir/mask_rcnn_<name>_<epoch:04d>.h5 at each epoch end (atomic).
+        Returns the keras History. Raises FloatingPointError when a loss becomes NaN/inf.
+        """
+        from mrcnn.data import make_sequence
+        from mrcnn.training import (LAYER_GROUPS, CheckpointCallback, NonFiniteLossGuard)
+        import keras
+
+        if self.mode != "training":
+            raise ValueError("train() needs a model built with mode='training'")
+        for name, dataset in (("train_dataset", train_dataset), ("val_dataset", val_dataset)):
+            if dataset is not None and not len(getattr(dataset, "image_ids", [])):
+                raise ValueError(f"{name} has no images: call prepare() after adding images")
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"epochs must be a positive integer (the epoch to reach), got {epochs!r}")
+        layer_regex = LAYER_GROUPS.get(layers, layers)
+        try:
+            re.compile(layer_regex)
+        except (re.error, TypeError) as err:
+            raise ValueError(f"layers must be one of {sorted(LAYER_GROUPS)} or a regular "
+                             f"expression, got {layers!r}") from err
+        if self.epoch >= epochs:
+            logger.info("already at epoch %d >= %d: nothing to train", self.epoch, epochs)
+            return None
+
+        config = self.config
+        workers = workers or max(1, min(4, os.cpu_count() or 1))
+        train_seq = make_sequence(train_dataset, config, shuffle=True, augmentation=augmentation,
+                                  no_augmentation_sources=no_augmentation_sources,
+                                  steps=config.STEPS_PER_EPOCH, seed=self.epoch, workers=workers)
+        val_seq = None
+        if val_dataset is not None and config.VALIDATION_STEPS:
+            val_seq = make_sequence(val_dataset, config, shuffle=True,
+                                    steps=config.VALIDATION_STEPS, seed=10_000 + self.epoch,
+                                    workers=workers)
+        trainable = self.set_trainable(layer_regex, verbose=verbose)
+        logger.info("epoch %d -> %d, lr %g, %d trainable layers, checkpoints in %s",
+                    self.epoch, epochs, learning_rate, len(trainable), self.log_dir)
+        self.compile(learning_rate, config.LEARNING_MOMENTUM)
+
+        os.makedirs(self.log_dir, exist_ok=True)
+        guard = NonFiniteLossGuard(train_seq.batch_image_ids)
+        checkpoints = CheckpointCallback(self.checkpoint_path, self.save_weights)
+        callbacks = [
+            guard,
+            checkpoints,
+            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
+        ] + list(custom_callbacks or [])
+        history = self.keras_model.fit(
+            train_seq, initial_epoch=self.epoch, epochs=epochs, steps_per_epoch=len(train_seq),
+            callbacks=callbacks, validation_data=val_seq, verbose=verbose)
+        if guard.message:
+            raise FloatingPointError(guard.message + (f"; last checkpoint: {checkpoints.last_saved}"
+                                                      if checkpoints.last_saved else ""))
+        self.epoch = max(self.epoch, epochs)
+        return history
+
+    # ------------------------------------------------------------------ logs
+    def set_log_dir(self, model_path=None):
+        """Set log_dir, checkpoint_path and epoch; resume numbering from a checkpoint path.
+
+        model_path: a checkpoint ``.../<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<epoch>.h5``;
+        training then continues in that folder from the next epoch.
+        """
+        self.epoch = 0
+        name = (self.config.NAME or "mrcnn").lower()
+        stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M")
+        log_dir = os.path.join(self.model_dir, f"{name}{stamp}")
+        if model_path:
+            match = CHECKPOINT_PATTERN.match(os.path.abspath(os.fspath(model_path)))
+            if match:
+                self.epoch = int(match.group("epoch"))
+                log_dir = os.path.dirname(os.path.abspath(os.fspath(model_path)))
+                logger.info("Re-starting from epoch %d", self.epoch)
+        self.log_dir = log_dir
+        self.checkpoint_path = os.path.join(log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+
+    def find_last(self):
+        """Path of the last checkpoint of the newest log folder of this config's NAME."""
+        name = (self.config.NAME or "mrcnn").lower()
+        if not os.path.isdir(self.model_dir):
+            raise FileNotFoundError(f"no log folder {self.model_dir!r}: nothing trained yet")
+        dirs = sorted(d for d in os.listdir(self.model_dir)
+                      if d.startswith(name) and os.path.isdir(os.path.join(self.model_dir, d)))
+        for dir_name in reversed(dirs):
+            folder = os.path.join(self.model_dir, dir_name)
+            checkpoints = sorted(f for f in os.listdir(folder)
+                                 if f.startswith("mask_rcnn") and f.endswith(".h5"))
+            if checkpoints:
+                return os.path.join(folder, checkpoints[-1])
+        raise FileNotFoundError(
+            f"could not find a checkpoint mask_rcnn_{name}_*.h5 in {self.model_dir!r} "
+            f"(looked in {len(dirs)} folder(s) starting with {name!r})")
