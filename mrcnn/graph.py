@@ -12,7 +12,7 @@ from mrcnn.backbone import build_fpn, resnet_graph
 from mrcnn.heads import build_rpn_model, fpn_classifier_head, fpn_mask_head
 from mrcnn.layers.common import PyramidAnchors
 from mrcnn.layers.detection import DetectionLayer
-from mrcnn.layers.outputs import DetectionBoxes
+from mrcnn.layers.outputs import DetectionBoxes, FirstROIs
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.roi_align import PyramidROIAlign
 
@@ -160,7 +160,9 @@ def build_training_model(config):
     (negative = crowd, 0 = padding); input_gt_boxes [batch, MAX_GT, (y1, x1, y2, x2)] float32
     pixels; input_gt_masks [batch, h, w, MAX_GT] bool (mini masks when USE_MINI_MASK);
     with USE_RPN_ROIS False also input_roi [batch, POST_NMS_ROIS_TRAINING, 4] float32 pixels.
-    Outputs: a dict of the heads' predictions and the sampled targets (see MaskRCNNTrainer).
+    Outputs: a dict of the heads' predictions and the sampled targets (see MaskRCNNTrainer);
+    mrcnn_mask, target_mask and mask_class_ids cover the first
+    max(1, int(TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO)) ROIs, where the positives are.
     """
     from mrcnn.layers.common import NormBoxes
     from mrcnn.layers.detection_target import DetectionTargetLayer
@@ -210,7 +212,13 @@ def build_training_model(config):
 
         mrcnn_class_logits, mrcnn_class, mrcnn_bbox = classifier_head(
             rois, input_image_meta, mrcnn_feature_maps, config)
-        mrcnn_mask = mask_head(rois, input_image_meta, mrcnn_feature_maps, config)
+        # Positives come first and only they enter the mask loss: the mask head, the most
+        # expensive head, runs on those rows alone.
+        num_mask_rois = max(1, int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO))
+        mask_rois = FirstROIs(num_mask_rois, name="positive_rois")(rois)
+        mrcnn_mask = mask_head(mask_rois, input_image_meta, mrcnn_feature_maps, config)
+        target_mask = FirstROIs(num_mask_rois, name="positive_target_mask")(target_mask)
+        mask_class_ids = FirstROIs(num_mask_rois, name="positive_class_ids")(target_class_ids)
 
         outputs = {
             "rpn_class_logits": rpn_class_logits,
@@ -225,6 +233,7 @@ def build_training_model(config):
             "mrcnn_class": mrcnn_class,
             "mrcnn_bbox": mrcnn_bbox,
             "mrcnn_mask": mrcnn_mask,
+            "mask_class_ids": mask_class_ids,
         }
         return MaskRCNNTrainer(
             inputs=inputs, outputs=outputs, loss_weights=dict(config.LOSS_WEIGHTS),

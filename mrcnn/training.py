@@ -69,7 +69,7 @@ class MaskRCNNTrainer(keras.Model):
             "mrcnn_bbox_loss": LOSS_FUNCTIONS["mrcnn_bbox_loss"](
                 y_pred["target_bbox"], y_pred["target_class_ids"], y_pred["mrcnn_bbox"]),
             "mrcnn_mask_loss": LOSS_FUNCTIONS["mrcnn_mask_loss"](
-                y_pred["target_mask"], y_pred["target_class_ids"], y_pred["mrcnn_mask"]),
+                y_pred["target_mask"], y_pred["mask_class_ids"], y_pred["mrcnn_mask"]),
         }
 
     def weight_decay_loss(self):

@@ -124,3 +124,28 @@ def test_small_model_learns_blobs(tmp_path):
     from mrcnn import utils
     overlaps = utils.compute_overlaps_masks(result["masks"], gt_masks)
     assert overlaps.max() > 0.5
+
+
+def test_positives_fit_in_the_mask_head_rows(tmp_path):
+    """The mask head runs on the first int(T * ratio) ROIs: no positive may sit beyond them."""
+    from mrcnn.data import AnchorCache, build_batch
+
+    config = TrainConfig()
+    config.USE_RPN_ROIS = False  # feed proposals that hit the objects
+    dataset = BlobDataset(count=2, max_objects=3)
+    model = MaskRCNN("training", config, str(tmp_path))
+    arrays = build_batch(dataset, config, list(dataset.image_ids), AnchorCache(config),
+                         np.random.default_rng(0))
+    gt_boxes = arrays[5]  # [B, MAX_GT, 4] pixels, zero padded
+    proposals = np.zeros((2, config.POST_NMS_ROIS_TRAINING, 4), np.float32)
+    proposals[:, :config.MAX_GT_INSTANCES] = gt_boxes
+    proposals[:, config.MAX_GT_INSTANCES:2 * config.MAX_GT_INSTANCES] = gt_boxes + 1
+    outputs = model.keras_model(arrays + [proposals], training=False)
+    count = max(1, int(config.TRAIN_ROIS_PER_IMAGE * config.ROI_POSITIVE_RATIO))
+    ids = np.asarray(outputs["target_class_ids"])
+    assert ids.shape == (2, config.TRAIN_ROIS_PER_IMAGE)
+    assert np.all((ids[:, :count] > 0).sum(axis=1) >= 2)
+    assert not np.any(ids[:, count:] > 0)
+    np.testing.assert_array_equal(np.asarray(outputs["mask_class_ids"]), ids[:, :count])
+    assert np.asarray(outputs["mrcnn_mask"]).shape == (2, count, 14, 14, config.NUM_CLASSES)
+    assert np.asarray(outputs["target_mask"]).shape == (2, count, 14, 14)

@@ -1,0 +1,125 @@
+"""Training benchmark: seconds per training step and images per second of the data pipeline.
+
+    python bench/train.py --backbone resnet50 --image-size 128 --batch 2 --layers all
+
+Prints one JSON object. The step time is the median of --steps timed train steps
+(train_on_batch on a fixed batch) after --warmup untimed ones; the pipeline figure is
+images per second of load + augment + target building alone (MaskRCNN's PyDataset items),
+with one thread and with --workers threads, each the median of --repeats passes.
+The data are synthetic shapes (samples/shapes.py) drawn on the fly.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
+sys.path.insert(0, ROOT)
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbone", default="resnet50", choices=["resnet50", "resnet101"])
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--layers", default="all")
+    parser.add_argument("--norm", default="batch", choices=["batch", "group"])
+    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--images", type=int, default=64, help="images per pipeline pass")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import numpy as np
+    import tensorflow as tf
+
+    from mrcnn.data import make_sequence
+    from mrcnn.model import MaskRCNN
+    from mrcnn.training import LAYER_GROUPS
+    from samples.shapes import ShapesConfig, ShapesDataset
+
+    class BenchConfig(ShapesConfig):
+        NAME = "benchtrain"
+        BACKBONE = args.backbone
+        IMAGES_PER_GPU = args.batch
+        GPU_COUNT = 1
+        IMAGE_MIN_DIM = args.image_size
+        IMAGE_MAX_DIM = args.image_size
+        NORMALIZATION = args.norm
+        DTYPE_POLICY = None if args.precision == "float32" else "mixed_bfloat16"
+
+    config = BenchConfig()
+    dataset = ShapesDataset()
+    dataset.load_shapes(args.images, args.image_size, args.image_size, seed=1)
+    dataset.prepare()
+
+    # ---- data pipeline alone
+    seq = make_sequence(dataset, config, shuffle=True, steps=args.images // args.batch, seed=0,
+                        workers=args.workers)
+    seq[0]  # warm caches (anchors)
+
+    def one_pass(threads):
+        t0 = time.perf_counter()
+        if threads == 1:
+            for i in range(len(seq)):
+                seq[i]
+        else:
+            with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+                list(pool.map(seq.__getitem__, range(len(seq))))
+        return len(seq) * args.batch / (time.perf_counter() - t0)
+
+    pipeline_1 = statistics.median(one_pass(1) for _ in range(args.repeats))
+    pipeline_n = statistics.median(one_pass(args.workers) for _ in range(args.repeats))
+
+    # ---- training step alone
+    with tempfile.TemporaryDirectory() as logs:
+        model = MaskRCNN("training", config, logs)
+    model.set_trainable(LAYER_GROUPS.get(args.layers, args.layers), verbose=0)
+    model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
+    batch = seq[0][0]
+    for _ in range(args.warmup):
+        model.keras_model.train_on_batch(batch)
+    times = []
+    for _ in range(args.steps):
+        t0 = time.perf_counter()
+        model.keras_model.train_on_batch(batch)
+        times.append(time.perf_counter() - t0)
+    step = statistics.median(times)
+    consumed = args.batch / step
+    result = {
+        "benchmark": "train",
+        "backbone": args.backbone,
+        "image_size": args.image_size,
+        "batch": args.batch,
+        "layers": args.layers,
+        "norm": args.norm,
+        "precision": args.precision,
+        "median_s_per_step": step,
+        "min_s_per_step": min(times),
+        "max_s_per_step": max(times),
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "images_per_s_consumed_by_training": consumed,
+        "pipeline_images_per_s_1_thread": pipeline_1,
+        f"pipeline_images_per_s_{args.workers}_threads": pipeline_n,
+        "pipeline_over_training_ratio": max(pipeline_1, pipeline_n) / consumed,
+        "trainable_params": int(sum(np.prod(w.shape) for w in model.keras_model.trainable_weights)),
+        "tensorflow": tf.__version__,
+        "cpu_count": os.cpu_count(),
+    }
+    print(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()
