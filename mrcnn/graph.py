@@ -80,6 +80,14 @@ def build_rpn(input_image, rpn_feature_maps, config):
     return outputs[0], outputs[1], outputs[2], anchors
 
 
+def proposal_layer(config, proposal_count):
+    """The ProposalLayer "ROI" keeping ``proposal_count`` proposals per image."""
+    return ProposalLayer(
+        proposal_count=proposal_count, nms_threshold=config.RPN_NMS_THRESHOLD,
+        pre_nms_limit=config.PRE_NMS_LIMIT, rpn_bbox_std_dev=list(config.RPN_BBOX_STD_DEV),
+        name="ROI")
+
+
 def roi_align(name, pool_size, config):
     """A PyramidROIAlign configured from ``config`` (mode and sampling ratio)."""
     return PyramidROIAlign(
@@ -129,12 +137,8 @@ def build_inference_model(config):
         input_image, input_image_meta = image_inputs(config)
         rpn_feature_maps, mrcnn_feature_maps = build_backbone(input_image, config)
         _, rpn_class, rpn_bbox, anchors = build_rpn(input_image, rpn_feature_maps, config)
-        rpn_rois = ProposalLayer(
-            proposal_count=config.POST_NMS_ROIS_INFERENCE,
-            nms_threshold=config.RPN_NMS_THRESHOLD,
-            pre_nms_limit=config.PRE_NMS_LIMIT,
-            rpn_bbox_std_dev=list(config.RPN_BBOX_STD_DEV),
-            name="ROI")([rpn_class, rpn_bbox, anchors])
+        rpn_rois = proposal_layer(config, config.POST_NMS_ROIS_INFERENCE)(
+            [rpn_class, rpn_bbox, anchors])
         _, mrcnn_class, mrcnn_bbox = classifier_head(
             rpn_rois, input_image_meta, mrcnn_feature_maps, config)
         detections = DetectionLayer(
@@ -188,12 +192,8 @@ def build_training_model(config):
         rpn_feature_maps, mrcnn_feature_maps = build_backbone(input_image, config)
         rpn_class_logits, rpn_class, rpn_bbox, anchors = build_rpn(
             input_image, rpn_feature_maps, config)
-        rpn_rois = ProposalLayer(
-            proposal_count=config.POST_NMS_ROIS_TRAINING,
-            nms_threshold=config.RPN_NMS_THRESHOLD,
-            pre_nms_limit=config.PRE_NMS_LIMIT,
-            rpn_bbox_std_dev=list(config.RPN_BBOX_STD_DEV),
-            name="ROI")([rpn_class, rpn_bbox, anchors])
+        rpn_rois = proposal_layer(config, config.POST_NMS_ROIS_TRAINING)(
+            [rpn_class, rpn_bbox, anchors])
         if config.USE_RPN_ROIS:
             proposals = rpn_rois
         else:
