@@ -12,11 +12,15 @@ import warnings
 import numpy as np
 
 from mrcnn import utils
-from mrcnn.data import compose_image_meta, mold_image, parse_image_meta, unmold_image  # noqa: F401
+from mrcnn.data import (compose_image_meta, data_generator, mold_image,  # noqa: F401
+                        parse_image_meta, unmold_image)
 from mrcnn.layers.detection import DetectionLayer  # noqa: F401
+from mrcnn.layers.detection_target import DetectionTargetLayer  # noqa: F401
 from mrcnn.layers.norm import BatchNorm  # noqa: F401
 from mrcnn.layers.proposal import ProposalLayer  # noqa: F401
 from mrcnn.layers.roi_align import PyramidROIAlign  # noqa: F401
+from mrcnn.targets import (build_detection_targets, build_rpn_targets,  # noqa: F401
+                           generate_random_rois, load_image_gt)
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,5 @@
 """Small named layers that pick parts of other layers' outputs."""
 import keras
-from keras import ops
 
 
 class DetectionBoxes(keras.layers.Layer):
