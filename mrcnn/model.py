@@ -293,9 +293,37 @@ class MaskRCNN:
         from mrcnn.weights import load_weights_h5
         if exclude:
             by_name = True
-        report = load_weights_h5(self.keras_model, filepath, by_name=by_name, exclude=exclude)
+        rename = self._imagenet_rename(filepath)
+        report = load_weights_h5(self.keras_model, filepath, by_name=by_name or bool(rename),
+                                 exclude=exclude, rename=rename)
         self.set_log_dir(filepath)
         return report
+
+    def _imagenet_rename(self, filepath):
+        """Layer renaming for a Keras-applications ImageNet file, else None.
+
+        Refuses a file whose depth differs from the configured backbone.
+        """
+        import h5py
+
+        from mrcnn import imagenet
+        if not (os.path.isfile(filepath) and h5py.is_hdf5(filepath)):
+            return None  # load_weights_h5 reports it
+        with h5py.File(filepath, "r") as f:
+            names = [n.decode() if isinstance(n, bytes) else str(n)
+                     for n in f.attrs.get("layer_names", [])]
+        architecture = imagenet.detect_architecture(names)
+        if architecture is None:
+            return None
+        if architecture != self.config.BACKBONE:
+            raise ValueError(f"{filepath!r} holds ImageNet weights of a {architecture}, "
+                             f"but the model's BACKBONE is {self.config.BACKBONE!r}")
+        return imagenet.rename_map(architecture)
+
+    def get_imagenet_weights(self):
+        """Path of the ImageNet weights of the configured ResNet (downloaded once)."""
+        from mrcnn import imagenet
+        return imagenet.get_imagenet_weights(self.config.BACKBONE)
 
     def save_weights(self, filepath):
         """Save every weight in the matterport-compatible HDF5 layout (atomic write)."""

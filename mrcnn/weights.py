@@ -165,7 +165,7 @@ def _match_order(file_names, model_names):
     return list(range(len(model_names)))
 
 
-def load_weights_h5(model, filepath, by_name=False, exclude=None):
+def load_weights_h5(model, filepath, by_name=False, exclude=None, rename=None):
     """Load ``.h5`` weights (matterport / Keras-2 layout, or Keras 3 native) into ``model``.
 
     Nothing is assigned unless every selected layer checks out, so an error
@@ -179,6 +179,8 @@ def load_weights_h5(model, filepath, by_name=False, exclude=None):
             layers whose names match and skip (and log) the others.
         exclude: list of layer names not to load (e.g. the class-count
             dependent ``mrcnn_class_logits``, ``mrcnn_bbox_fc``, ``mrcnn_mask``).
+        rename: optional {file layer name: model layer name} applied to the file's
+            layer names before matching (e.g. Keras-applications ImageNet files).
 
     Returns:
         dict with lists of layer names: "loaded" and "skipped_in_file"
@@ -214,7 +216,8 @@ def load_weights_h5(model, filepath, by_name=False, exclude=None):
         if root is None:
             native = _is_native_keras3(f)
         else:
-            plan, report = _plan_legacy(root, model_layers, filepath, by_name, exclude)
+            plan, report = _plan_legacy(root, model_layers, filepath, by_name, exclude,
+                                        dict(rename or {}))
 
     if root is None:
         if not native:
@@ -235,18 +238,19 @@ def load_weights_h5(model, filepath, by_name=False, exclude=None):
     return report
 
 
-def _plan_legacy(root, model_layers, filepath, by_name, exclude):
+def _plan_legacy(root, model_layers, filepath, by_name, exclude, rename):
     """Check the file against the model; return ([(variable, value)], report)."""
     file_layers = _read_str_list(root.attrs, "layer_names")
     excluded = set(exclude)
     plan, loaded, skipped, seen = [], [], [], set()
-    for name in file_layers:
-        if name not in root:
+    for file_name in file_layers:
+        if file_name not in root:
             continue
-        group = root[name]
+        group = root[file_name]
         names = _read_str_list(group.attrs, "weight_names") or []
         if not names:
             continue
+        name = rename.get(file_name, file_name)
         seen.add(name)
         if name in excluded:
             continue
