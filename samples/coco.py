@@ -1,0 +1,512 @@
+"""Mask R-CNN on COCO, or on any dataset in COCO instances format: train and evaluate.
+
+Standard COCO layout (``annotations/instances_<subset><year>.json`` and ``<subset><year>/``)::
+
+    python samples/coco.py train --dataset /data/coco --year 2017 --model coco
+    python samples/coco.py train --dataset /data/coco --model imagenet --backbone resnet50
+    python samples/coco.py train --dataset /data/coco --model last          # resume
+    python samples/coco.py evaluate --dataset /data/coco --year 2017 --model last --limit 500
+
+Any COCO-format dataset (one instances JSON plus an image folder)::
+
+    python samples/coco.py evaluate --annotations coco128/annotations/instances_val.json \\
+        --images coco128/images --model mask_rcnn_coco.h5 --limit 5
+    python samples/coco.py train --annotations coco128/annotations/instances_train.json \\
+        --images coco128/images --val-annotations coco128/annotations/instances_val.json \\
+        --model random --tiny --image-size 128 --steps 2 --epochs 1
+
+--model: ``coco`` (mask_rcnn_coco.h5 in the current folder or the repository root),
+``imagenet`` (Keras-applications ResNet no-top file in ~/.keras/models),
+``last`` (the newest checkpoint under --logs), ``random`` (random initial weights), or the
+path of an .h5 file. A missing coco/imagenet file is fetched with --download (network
+needed); without it the message says where to put it. --download only fetches weights:
+get the COCO images and annotations from https://cocodataset.org/#download.
+
+train: the matterport schedule, heads to epoch 40, 4+ to 120, all layers at LR/10 to 160,
+with horizontal flips (albumentations). --epochs N scales the stage ends to N in total;
+--steps sets the steps per epoch; --tiny and --image-size shrink the network for quick
+runs. --eval-images N adds a MeanAPCallback (mask mAP of N validation images at each
+epoch end, in the History/TensorBoard logs as val_mask_mAP, best weights kept as
+mask_rcnn_coco_best.h5).
+
+evaluate: detect on the first --limit images, write the COCO results JSON (--results, by
+default in --logs) and print pycocotools' tables for bbox and segm.
+
+Exit status: 0 on success, 2 on a usage error (bad path, missing weights, no network).
+"""
+import argparse
+import logging
+import os
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a script: make the repository importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from mrcnn import utils  # noqa: E402
+from mrcnn.config import Config  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_LOGS_DIR = "logs"
+DEFAULT_YEAR = "2014"
+COCO_WEIGHTS_NAME = "mask_rcnn_coco.h5"
+COCO_NUM_CLASSES = 81
+IMAGENET_WEIGHTS_NAME = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
+                        + IMAGENET_WEIGHTS_NAME)
+# Layers whose shapes depend on NUM_CLASSES: not loaded from weights of another class count.
+CLASS_SPECIFIC_LAYERS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
+# matterport's schedule: (layers, end epoch, learning-rate factor).
+REFERENCE_SCHEDULE = (("heads", 40, 1.0), ("4+", 120, 1.0), ("all", 160, 0.1))
+# A network small enough to train a few steps on a CPU (what tests/conftest.py's TinyConfig uses).
+TINY_OVERRIDES = {
+    "BACKBONE": "resnet50",
+    "IMAGES_PER_GPU": 1,
+    "IMAGE_MIN_DIM": 128,
+    "IMAGE_MAX_DIM": 128,
+    "RPN_ANCHOR_SCALES": (8, 16, 32, 64, 128),
+    "RPN_TRAIN_ANCHORS_PER_IMAGE": 64,
+    "PRE_NMS_LIMIT": 256,
+    "POST_NMS_ROIS_TRAINING": 64,
+    "POST_NMS_ROIS_INFERENCE": 32,
+    "TRAIN_ROIS_PER_IMAGE": 32,
+    "TOP_DOWN_PYRAMID_SIZE": 32,
+    "FPN_CLASSIF_FC_LAYERS_SIZE": 64,
+    "MASK_POOL_SIZE": 7,
+    "MASK_SHAPE": [14, 14],
+    "MINI_MASK_SHAPE": (28, 28),
+    "DETECTION_MAX_INSTANCES": 20,
+    "STEPS_PER_EPOCH": 2,
+    "VALIDATION_STEPS": 1,
+}
+
+
+class CliError(Exception):
+    """A usage problem: main() prints the message and returns exit status 2."""
+
+
+class CocoConfig(Config):
+    """Training on MS COCO (80 classes + background), as in matterport's sample."""
+
+    NAME = "coco"
+    IMAGES_PER_GPU = 2
+    NUM_CLASSES = COCO_NUM_CLASSES
+
+
+# --------------------------------------------------------------------------- shared CLI helpers
+def add_common_arguments(parser, weights_flag="--model", weights_dest="model"):
+    """Flags every sample shares: weights, logs, download and the small-run knobs."""
+    parser.add_argument(weights_flag, dest=weights_dest, required=True, metavar="WEIGHTS",
+                        help="coco | imagenet | last | random | path of an .h5 weights file")
+    parser.add_argument("--logs", default=DEFAULT_LOGS_DIR, metavar="DIR",
+                        help=f"logs and checkpoints folder (default: {DEFAULT_LOGS_DIR})")
+    parser.add_argument("--download", action="store_true",
+                        help="download a missing mask_rcnn_coco.h5 / ImageNet weight file")
+    parser.add_argument("--backbone", choices=("resnet50", "resnet101"), default=None,
+                        help="backbone (default: the config's)")
+    parser.add_argument("--tiny", action="store_true",
+                        help="a very small network (128 px, few ROIs) for quick CPU runs")
+    parser.add_argument("--image-size", type=int, default=None, metavar="PX",
+                        help="IMAGE_MIN_DIM = IMAGE_MAX_DIM = PX (a multiple of 64)")
+    parser.add_argument("--steps", type=int, default=None, help="training steps per epoch")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="total training epochs (the schedule's stages are scaled to it)")
+
+
+def config_overrides(args):
+    """Config attributes set by --tiny, --backbone, --image-size and --steps."""
+    attrs = dict(TINY_OVERRIDES) if getattr(args, "tiny", False) else {}
+    if getattr(args, "backbone", None):
+        attrs["BACKBONE"] = args.backbone
+    size = getattr(args, "image_size", None)
+    if size is not None:
+        if size < 64 or size % 64:
+            raise CliError(f"--image-size must be a positive multiple of 64, got {size}")
+        attrs["IMAGE_MIN_DIM"] = attrs["IMAGE_MAX_DIM"] = size
+    steps = getattr(args, "steps", None)
+    if steps is not None:
+        if steps < 1:
+            raise CliError(f"--steps must be >= 1, got {steps}")
+        attrs["STEPS_PER_EPOCH"] = steps
+        attrs["VALIDATION_STEPS"] = max(1, steps // 10)
+    return attrs
+
+
+def make_config(base, **attrs):
+    """An instance of a subclass of ``base`` with ``attrs`` overriding its attributes.
+
+    Raises CliError with the config's own message when a value is invalid.
+    """
+    try:
+        return type(base.__name__, (base,), attrs)()
+    except (ValueError, TypeError) as err:
+        raise CliError(f"invalid configuration: {err}") from None
+
+
+def scaled_schedule(total_epochs=None, reference=REFERENCE_SCHEDULE):
+    """Stages ``[(layers, end_epoch, lr_factor)]``; end epochs scaled to ``total_epochs``.
+
+    total_epochs None keeps the reference ends. Each end is at least 1 and not below the
+    previous one; stages whose end is already reached are skipped by ``train()``.
+    """
+    if total_epochs is None:
+        return [tuple(stage) for stage in reference]
+    if total_epochs < 1:
+        raise CliError(f"--epochs must be >= 1, got {total_epochs}")
+    last = reference[-1][1]
+    stages, previous = [], 1
+    for layers, end, factor in reference:
+        scaled = max(previous, int(round(total_epochs * end / last)))
+        stages.append((layers, scaled, factor))
+        previous = scaled
+    return stages
+
+
+def keras_home():
+    """Keras' cache folder: $KERAS_HOME, else ~/.keras."""
+    return os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+
+
+def coco_weight_candidates():
+    """Where ``--model coco`` looks for mask_rcnn_coco.h5: the current folder, the repo root."""
+    candidates = [os.path.abspath(COCO_WEIGHTS_NAME), os.path.join(ROOT_DIR, COCO_WEIGHTS_NAME)]
+    return list(dict.fromkeys(candidates))
+
+
+def _fetch(path, url, what, flag):
+    """Download ``url`` to ``path`` with utils.download_trained_weights; CliError offline."""
+    print(f"Downloading {what} from {url} to {path} ...")
+    try:
+        return utils.download_trained_weights(path, verbose=0, url=url)
+    except (ConnectionError, OSError) as err:
+        raise CliError(
+            f"could not download {what} ({err.__class__.__name__}: {err}).\n"
+            f"Without network, download {url} elsewhere and save it as {path}, then run again "
+            f"without {flag}.") from None
+
+
+def _imagenet_weights(backbone, download):
+    """Path of the Keras-applications ImageNet file of ``backbone`` in keras_home()/models.
+
+    Uses mrcnn.imagenet (ResNet-50 and ResNet-101 files, renamed on load) when the
+    package has it, else the ResNet-50 file only.
+    """
+    try:
+        from mrcnn import imagenet
+    except ImportError:
+        imagenet = None
+    files = dict(imagenet.FILES) if imagenet else {"resnet50": IMAGENET_WEIGHTS_NAME}
+    if backbone not in files:
+        raise CliError(f"ImageNet weights exist for {sorted(files)}, but the backbone is "
+                       f"{backbone!r}: pick one with --backbone (or use --model coco)")
+    filename = files[backbone]
+    url = imagenet.BASE_URL + filename if imagenet else IMAGENET_WEIGHTS_URL
+    path = os.path.join(keras_home(), "models", filename)
+    if os.path.isfile(path):
+        return path
+    if not download:
+        raise CliError(f"ImageNet weights not found at {path}.\nPut {filename} there "
+                       f"(from {url}), or pass --download to fetch it.")
+    if imagenet is None:
+        return _fetch(path, url, filename, "--download")
+    print(f"Downloading {filename} from {url} ...")
+    try:
+        return imagenet.get_imagenet_weights(backbone, cache_dir=keras_home())
+    except ConnectionError as err:
+        raise CliError(f"{err}\nThen run again without --download.") from None
+
+
+def resolve_weights(spec, config, download=False, model=None):
+    """Path of the weights that ``spec`` names, or None for "random".
+
+    spec: "coco", "imagenet", "last", "random" or a file path. config: the model's
+    Config (its BACKBONE is checked for "imagenet"). model: the MaskRCNN, needed for
+    "last" only (searches its model_dir). Call it before building the model to fail
+    fast. Raises CliError saying where to put a missing file.
+    """
+    key = spec.lower()
+    if key == "random":
+        return None
+    if key == "coco":
+        for path in coco_weight_candidates():
+            if os.path.isfile(path):
+                return path
+        target = coco_weight_candidates()[-1]
+        if download:
+            return _fetch(target, utils.COCO_MODEL_URL, COCO_WEIGHTS_NAME, "--download")
+        raise CliError(
+            f"{COCO_WEIGHTS_NAME} not found (looked in {', '.join(coco_weight_candidates())}).\n"
+            f"Put the file at {target} (download it from {utils.COCO_MODEL_URL}), "
+            "or pass --download to fetch it, or use --model random / --model PATH.")
+    if key == "imagenet":
+        return _imagenet_weights(config.BACKBONE, download)
+    if key == "last":
+        if model is None:
+            raise ValueError("resolve_weights('last') needs the model (its model_dir)")
+        try:
+            return model.find_last()
+        except FileNotFoundError as err:
+            raise CliError(f"--model last: {err}") from None
+    path = os.path.abspath(os.path.expanduser(spec))
+    if not os.path.isfile(path):
+        raise CliError(f"weights file not found: {spec!r} (expected coco, imagenet, last, "
+                       "random or the path of an .h5 file)")
+    return path
+
+
+def build_model(mode, config, spec, model_dir, download=False):
+    """Resolve the weights ``spec`` names (before building, to fail fast), build a MaskRCNN
+    of ``mode`` and load them by name.
+
+    COCO weights skip the class-specific head layers when NUM_CLASSES is not 81, and
+    COCO/ImageNet weights skip conv1 when the images do not have 3 channels. Shape
+    mismatches (e.g. weights of a --tiny model into a full one) raise CliError.
+    Returns the MaskRCNN.
+    """
+    from mrcnn.model import MaskRCNN
+
+    key = spec.lower()
+    path = None if key == "last" else resolve_weights(spec, config, download=download)
+    model = MaskRCNN(mode, config, model_dir)
+    if key == "last":
+        path = resolve_weights(spec, config, model=model)
+    if path is None:
+        print("Starting from random weights")
+        return model
+    exclude = []
+    if key == "coco" and config.NUM_CLASSES != COCO_NUM_CLASSES:
+        exclude += CLASS_SPECIFIC_LAYERS
+    if key in ("coco", "imagenet") and config.IMAGE_CHANNEL_COUNT != 3:
+        exclude.append("conv1")
+    print(f"Loading weights {path}")
+    try:
+        model.load_weights(path, by_name=True, exclude=exclude or None)
+    except (ValueError, OSError) as err:
+        raise CliError(f"could not load weights {path}: {err}\n(the network flags --tiny, "
+                       "--backbone and the class count must match the weights)") from None
+    return model
+
+
+def run_main(function, args):
+    """Run ``function(args)``; print a CliError's message to stderr and return 2."""
+    try:
+        function(args)
+    except CliError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def flip_augmentation():
+    """Horizontal flips half of the time (albumentations), or None when it is missing."""
+    try:
+        import albumentations
+    except ImportError:
+        logger.warning("albumentations is not installed: training without augmentation")
+        return None
+    return albumentations.HorizontalFlip(p=0.5)
+
+
+# --------------------------------------------------------------------------- datasets
+def _load(dataset_fn, description):
+    """Call a CocoDataset loader; bad files become CliErrors naming them."""
+    try:
+        return dataset_fn()
+    except (FileNotFoundError, ValueError) as err:
+        raise CliError(f"{description}: {err}") from None
+
+
+def load_dataset(args, split):
+    """(CocoDataset prepared, pycocotools COCO) of ``split`` ("train" or "val").
+
+    With --annotations/--images the train split reads them and the val split reads
+    --val-annotations (None when not given; evaluate reads --annotations). With --dataset,
+    the standard layout: 2014 trains on train + valminusminival and validates on minival;
+    other years use train and val.
+    """
+    from mrcnn.coco import CocoDataset
+
+    dataset = CocoDataset()
+    if args.annotations:
+        if split == "val" and args.command == "train":
+            if not args.val_annotations:
+                return None, None
+            annotations = args.val_annotations
+            images = args.val_images or args.images
+        else:
+            annotations, images = args.annotations, args.images
+        if not os.path.isdir(images):
+            raise CliError(f"image folder not found: {images!r}")
+        coco = _load(lambda: dataset.load_coco(annotations, images, return_coco=True),
+                     f"cannot read {annotations!r}")
+    else:
+        if not os.path.isdir(args.dataset):
+            raise CliError(f"COCO dataset folder not found: {args.dataset!r} (it should hold "
+                           "annotations/instances_<subset><year>.json and <subset><year>/; "
+                           "get them from https://cocodataset.org/#download)")
+        year = str(args.year)
+        if split == "train":
+            subsets = ["train", "valminusminival"] if year == "2014" else ["train"]
+        else:
+            subsets = ["minival"] if year == "2014" else ["val"]
+        coco = None
+        for subset in subsets:
+            coco = _load(lambda: dataset.load_coco_standard(args.dataset, subset, year=year,
+                                                            return_coco=True),
+                         f"cannot read the {subset}{year} split of {args.dataset!r}")
+    if not dataset.image_info:
+        raise CliError(f"no usable image in the {split} split (check the image folder)")
+    dataset.prepare()
+    return dataset, coco
+
+
+# --------------------------------------------------------------------------- commands
+def train(args):
+    """Train with the (scaled) matterport schedule; checkpoints go to --logs."""
+    from mrcnn.evaluation import MeanAPCallback
+
+    dataset_train, _ = load_dataset(args, "train")
+    dataset_val, _ = load_dataset(args, "val")
+    if dataset_val is not None and dataset_val.class_info != dataset_train.class_info:
+        raise CliError("the validation annotations list other categories than the training "
+                       "annotations; both files need the same 'categories'")
+    config = make_config(CocoConfig, NUM_CLASSES=dataset_train.num_classes,
+                         **config_overrides(args))
+    config.display()
+    model = build_model("training", config, args.model, args.logs, download=args.download)
+    callbacks = []
+    if args.eval_images:
+        if dataset_val is None:
+            raise CliError("--eval-images needs validation data (--val-annotations or --dataset)")
+        callbacks.append(MeanAPCallback(model, dataset_val, limit=args.eval_images,
+                                        keep_best=True))
+    augmentation = flip_augmentation()
+    for layers, end_epoch, factor in scaled_schedule(args.epochs):
+        print(f"Training {layers} to epoch {end_epoch} at learning rate "
+              f"{config.LEARNING_RATE * factor:g}")
+        model.train(dataset_train, dataset_val, learning_rate=config.LEARNING_RATE * factor,
+                    epochs=end_epoch, layers=layers, augmentation=augmentation,
+                    custom_callbacks=callbacks)
+    print(f"Checkpoints in {model.log_dir}")
+    return model
+
+
+def detect_coco(model, dataset, image_ids, verbose=1):
+    """Run detect() on dataset images; returns the COCO result dicts of all of them."""
+    from mrcnn.coco import detections_to_coco_results
+
+    results = []
+    started = time.time()
+    batch = model.config.BATCH_SIZE
+    for start in range(0, len(image_ids), batch):
+        ids = image_ids[start:start + batch]
+        outputs = model.detect([dataset.load_image(i) for i in ids])
+        for image_id, output in zip(ids, outputs):
+            results.extend(detections_to_coco_results(dataset, image_id, output))
+    elapsed = time.time() - started
+    if verbose:
+        print(f"Prediction time: {elapsed:.1f} s, {elapsed / max(len(image_ids), 1):.2f} s "
+              f"per image, {len(results)} detections")
+    return results
+
+
+def print_summary(metrics):
+    """One line per evaluation type with the 12 COCO numbers."""
+    from mrcnn.coco import COCO_METRIC_NAMES
+
+    print("Summary: " + " ".join(f"{name:>6}" for name in COCO_METRIC_NAMES))
+    for eval_type, values in metrics.items():
+        print(f"{eval_type:>7}: " + " ".join(f"{values[name]:6.3f}" for name in COCO_METRIC_NAMES))
+
+
+def evaluate(args):
+    """Detect on --limit images, write the results JSON, print bbox and segm tables."""
+    from mrcnn.coco import evaluate_coco, write_results_json
+
+    dataset, coco = load_dataset(args, "val")
+    # Every detection counts for AP: no confidence cut (as matterport's evaluation).
+    config = make_config(CocoConfig, NUM_CLASSES=dataset.num_classes,
+                         **{**config_overrides(args), "GPU_COUNT": 1, "IMAGES_PER_GPU": 1,
+                            "DETECTION_MIN_CONFIDENCE": 0.0})
+    if args.limit is not None and args.limit < 0:
+        raise CliError(f"--limit must be >= 1 (or 0 for all), got {args.limit}")
+    model = build_model("inference", config, args.model, args.logs, download=args.download)
+    image_ids = list(dataset.image_ids[:args.limit] if args.limit else dataset.image_ids)
+    print(f"Running COCO evaluation on {len(image_ids)} images")
+    results = detect_coco(model, dataset, image_ids)
+
+    results_path = args.results or os.path.join(args.logs, "coco_results.json")
+    os.makedirs(os.path.dirname(os.path.abspath(results_path)), exist_ok=True)
+    write_results_json(results, results_path)
+    print(f"Results written to {results_path}")
+
+    coco_ids = [dataset.image_info[i]["id"] for i in image_ids]
+    metrics = {}
+    for eval_type in ("bbox", "segm"):
+        print(f"\n=== COCO {eval_type} evaluation ({len(coco_ids)} images) ===")
+        if not results:
+            print("No detections: every metric is 0")
+        metrics.update(evaluate_coco(coco, results, image_ids=coco_ids, eval_types=(eval_type,)))
+    print()
+    print_summary(metrics)
+    return metrics
+
+
+# --------------------------------------------------------------------------- command line
+def build_parser():
+    parser = argparse.ArgumentParser(
+        description="Train or evaluate Mask R-CNN on MS COCO or any COCO-format dataset.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("train", "evaluate"))
+    parser.add_argument("--dataset", metavar="DIR",
+                        help="root of the standard COCO layout (annotations/, train2017/, ...)")
+    parser.add_argument("--year", default=DEFAULT_YEAR, help="2014 or 2017 (default 2014)")
+    parser.add_argument("--annotations", metavar="FILE",
+                        help="a COCO instances JSON (instead of --dataset)")
+    parser.add_argument("--images", metavar="DIR", help="the image folder of --annotations")
+    parser.add_argument("--val-annotations", metavar="FILE",
+                        help="train: validation instances JSON (with --annotations)")
+    parser.add_argument("--val-images", metavar="DIR",
+                        help="train: image folder of --val-annotations (default: --images)")
+    parser.add_argument("--limit", type=int, default=500,
+                        help="evaluate: number of images (default 500, 0 = all)")
+    parser.add_argument("--results", metavar="FILE",
+                        help="evaluate: results JSON (default: <logs>/coco_results.json)")
+    parser.add_argument("--eval-images", type=int, default=0, metavar="N",
+                        help="train: mask mAP of N validation images after each epoch")
+    add_common_arguments(parser)
+    return parser
+
+
+def parse_args(argv=None):
+    """Parse and cross-check the command line; CliError on a bad combination."""
+    args = build_parser().parse_args(argv)
+    if args.annotations or args.images:
+        if not (args.annotations and args.images):
+            raise CliError("--annotations and --images go together")
+        if args.dataset:
+            raise CliError("give either --dataset or --annotations/--images, not both")
+    elif not args.dataset:
+        raise CliError("give --dataset DIR (standard COCO layout) or --annotations FILE "
+                       "--images DIR")
+    if args.val_annotations and not args.annotations:
+        raise CliError("--val-annotations goes with --annotations/--images")
+    return args
+
+
+def main(argv=None):
+    """Entry point; returns the exit status (0 ok, 2 usage error)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args = parse_args(argv)
+    except CliError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"Command: {args.command}, weights: {args.model}, logs: {args.logs}")
+    return run_main(train if args.command == "train" else evaluate, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
