@@ -428,11 +428,10 @@ class MaskRCNN:
         os.makedirs(self.log_dir, exist_ok=True)
         guard = NonFiniteLossGuard(train_seq.batch_image_ids)
         checkpoints = CheckpointCallback(self.checkpoint_path, self.save_weights)
-        callbacks = [
-            guard,
-            checkpoints,
-            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False),
-        ] + list(custom_callbacks or [])
+        # Custom callbacks (e.g. MeanAPCallback) run before TensorBoard so that what they
+        # add to the epoch logs is written too.
+        callbacks = [guard, checkpoints] + list(custom_callbacks or []) + [
+            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False)]
         history = self.keras_model.fit(
             train_seq, initial_epoch=self.epoch, epochs=epochs, steps_per_epoch=len(train_seq),
             callbacks=callbacks, validation_data=val_seq, verbose=verbose)
@@ -472,7 +471,7 @@ class MaskRCNN:
         for dir_name in reversed(dirs):
             folder = os.path.join(self.model_dir, dir_name)
             checkpoints = sorted(f for f in os.listdir(folder)
-                                 if f.startswith("mask_rcnn") and f.endswith(".h5"))
+                                 if re.fullmatch(r"mask_rcnn_[\w.-]+_\d{4}\.h5", f))
             if checkpoints:
                 return os.path.join(folder, checkpoints[-1])
         raise FileNotFoundError(
