@@ -53,9 +53,6 @@ DEFAULT_LOGS_DIR = "logs"
 DEFAULT_YEAR = "2014"
 COCO_WEIGHTS_NAME = "mask_rcnn_coco.h5"
 COCO_NUM_CLASSES = 81
-IMAGENET_WEIGHTS_NAME = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
-IMAGENET_WEIGHTS_URL = ("https://github.com/fchollet/deep-learning-models/releases/download/v0.2/"
-                        + IMAGENET_WEIGHTS_NAME)
 # Layers whose shapes depend on NUM_CLASSES: not loaded from weights of another class count.
 CLASS_SPECIFIC_LAYERS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
 # matterport's schedule: (layers, end epoch, learning-rate factor).
@@ -188,29 +185,20 @@ def _fetch(path, url, what, flag):
 
 
 def _imagenet_weights(backbone, download):
-    """Path of the Keras-applications ImageNet file of ``backbone`` in keras_home()/models.
-
-    Uses mrcnn.imagenet (ResNet-50 and ResNet-101 files, renamed on load) when the
-    package has it, else the ResNet-50 file only.
-    """
-    try:
-        from mrcnn import imagenet
-    except ImportError:
-        imagenet = None
-    files = dict(imagenet.FILES) if imagenet else {"resnet50": IMAGENET_WEIGHTS_NAME}
-    if backbone not in files:
-        raise CliError(f"ImageNet weights exist for {sorted(files)}, but the backbone is "
+    """Path of the Keras-applications ImageNet file of ``backbone`` in keras_home()/models
+    (mrcnn.imagenet: ResNet-50 and ResNet-101, renamed onto our layers on load)."""
+    from mrcnn import imagenet
+    if backbone not in imagenet.FILES:
+        raise CliError(f"ImageNet weights exist for {sorted(imagenet.FILES)}, but the backbone is "
                        f"{backbone!r}: pick one with --backbone (or use --model coco)")
-    filename = files[backbone]
-    url = imagenet.BASE_URL + filename if imagenet else IMAGENET_WEIGHTS_URL
+    filename = imagenet.FILES[backbone]
+    url = imagenet.BASE_URL + filename
     path = os.path.join(keras_home(), "models", filename)
     if os.path.isfile(path):
         return path
     if not download:
         raise CliError(f"ImageNet weights not found at {path}.\nPut {filename} there "
                        f"(from {url}), or pass --download to fetch it.")
-    if imagenet is None:
-        return _fetch(path, url, filename, "--download")
     print(f"Downloading {filename} from {url} ...")
     try:
         return imagenet.get_imagenet_weights(backbone, cache_dir=keras_home())

@@ -121,7 +121,7 @@ def test_missing_imagenet_weights_say_where_to_put_them(shared_data, tmp_path, m
     status = sample.main(["evaluate", "--annotations", val_json, "--images", images,
                           "--model", "imagenet", "--tiny", "--logs", str(tmp_path)])
     assert status == 2
-    expected = tmp_path / "keras" / "models" / sample.IMAGENET_WEIGHTS_NAME   # ResNet-50
+    expected = tmp_path / "keras" / "models" / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     err = capsys.readouterr().err
     assert f"ImageNet weights not found at {expected}" in err and "--download" in err
 
