@@ -46,10 +46,17 @@ def main(argv=None):
     from mrcnn.data import make_sequence
     from mrcnn.model import MaskRCNN
     from mrcnn.training import LAYER_GROUPS
-    from samples.shapes import ShapesConfig, ShapesDataset
+    from mrcnn.config import Config
+    from samples.shapes import ShapesDataset
 
-    class BenchConfig(ShapesConfig):
+    class BenchConfig(Config):
+        # matterport's shapes settings, so that the step compares with its implementation
         NAME = "benchtrain"
+        NUM_CLASSES = 4
+        RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+        TRAIN_ROIS_PER_IMAGE = 32
+        STEPS_PER_EPOCH = 100
+        VALIDATION_STEPS = 5
         BACKBONE = args.backbone
         IMAGES_PER_GPU = args.batch
         GPU_COUNT = 1
