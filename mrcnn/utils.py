@@ -224,11 +224,48 @@ def resize(image, output_shape, order=1, mode="constant", cval=0, clip=True,
     if len(output_shape) < image.ndim:
         output_shape = output_shape + image.shape[len(output_shape):]
     is_bool = image.dtype == bool
+    fast = _resize_opencv(image, output_shape, 0 if is_bool else order, mode, anti_aliasing)
+    if fast is not None:
+        return fast.astype(bool) if is_bool else fast
     out = skimage.transform.resize(
         image, output_shape, order=0 if is_bool else order, mode=mode, cval=cval, clip=clip,
         preserve_range=preserve_range, anti_aliasing=anti_aliasing,
         anti_aliasing_sigma=anti_aliasing_sigma)
     return out.astype(bool) if is_bool else out
+
+
+def _resize_opencv(image, output_shape, order, mode, anti_aliasing):
+    """OpenCV's resize where it computes what skimage would, else None.
+
+    OpenCV (a dependency of albumentations) is 10-50x faster than skimage for the
+    bilinear and nearest-neighbour resizes of molding and unmolding. Both sample at pixel
+    centres; at the borders OpenCV replicates the edge where skimage's "constant" mode
+    blends in zeros, which only matters for the outermost half pixel of an upsampling.
+    Used for order 0/1, no anti-aliasing, [H, W] or [H, W, C<=512] images, float64 out.
+    """
+    if order not in (0, 1) or anti_aliasing or mode not in ("constant", "edge"):
+        return None
+    if image.ndim not in (2, 3) or len(output_shape) != image.ndim:
+        return None
+    if image.ndim == 3 and (image.shape[2] > 512 or output_shape[2] != image.shape[2]
+                            or image.shape[2] == 0):
+        return None
+    if min(output_shape[:2]) < 1 or min(image.shape[:2]) < 1:
+        return None
+    try:
+        import cv2
+    except ImportError:
+        return None
+    src = image
+    if src.dtype == bool:
+        src = src.astype(np.uint8)
+    elif src.dtype not in (np.uint8, np.uint16, np.float32):
+        src = src.astype(np.float32)
+    interpolation = cv2.INTER_NEAREST_EXACT if order == 0 else cv2.INTER_LINEAR
+    out = cv2.resize(src, (int(output_shape[1]), int(output_shape[0])), interpolation=interpolation)
+    if image.ndim == 3 and out.ndim == 2:  # OpenCV drops a single channel axis
+        out = out[..., None]
+    return out.astype(np.float64)
 
 
 def _cast_like(image, dtype):
