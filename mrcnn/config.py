@@ -68,6 +68,11 @@ class Config:
     # Channels of the top-down FPN layers.
     TOP_DOWN_PYRAMID_SIZE = 256
 
+    # Channels of the RPN's shared 3x3 conv and of the mask head's convs. Matterport
+    # (and COCO weights) use 512 and 256; smaller values train much faster from scratch.
+    RPN_CONV_FILTERS = 512
+    MASK_HEAD_FILTERS = 256
+
     # Number of classes including background.
     NUM_CLASSES = 1
 
@@ -198,7 +203,8 @@ class Config:
                      "RPN_TRAIN_ANCHORS_PER_IMAGE", "RPN_ANCHOR_STRIDE", "POOL_SIZE",
                      "MASK_POOL_SIZE", "MAX_GT_INSTANCES", "DETECTION_MAX_INSTANCES",
                      "TOP_DOWN_PYRAMID_SIZE", "FPN_CLASSIF_FC_LAYERS_SIZE",
-                     "ROI_ALIGN_SAMPLING_RATIO", "GROUP_NORM_GROUPS"):
+                     "ROI_ALIGN_SAMPLING_RATIO", "GROUP_NORM_GROUPS", "RPN_CONV_FILTERS",
+                     "MASK_HEAD_FILTERS"):
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("VALIDATION_STEPS", self.VALIDATION_STEPS, minimum=0)
 

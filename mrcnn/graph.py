@@ -66,7 +66,7 @@ def build_rpn(input_image, rpn_feature_maps, config):
     float32 normalized).
     """
     rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
-                          config.TOP_DOWN_PYRAMID_SIZE)
+                          config.TOP_DOWN_PYRAMID_SIZE, conv_filters=config.RPN_CONV_FILTERS)
     per_level = [rpn(p) for p in rpn_feature_maps]
     names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
     outputs = [
@@ -114,7 +114,8 @@ def mask_head(rois, image_meta, mrcnn_feature_maps, config):
     pooled = roi_align("roi_align_mask", config.MASK_POOL_SIZE, config)(
         [rois, image_meta] + mrcnn_feature_maps)
     return fpn_mask_head(pooled, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
-                         norm=config.NORMALIZATION, gn_groups=config.GROUP_NORM_GROUPS)
+                         norm=config.NORMALIZATION, gn_groups=config.GROUP_NORM_GROUPS,
+                         filters=config.MASK_HEAD_FILTERS)
 
 
 def image_inputs(config):

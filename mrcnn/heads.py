@@ -34,7 +34,7 @@ def _check_pooled(pooled, head):
     return shape[1:]
 
 
-def build_rpn_model(anchor_stride, anchors_per_location, depth):
+def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_filters=512):
     """The RPN as a Keras model, shared by all pyramid levels.
 
     Args:
@@ -42,6 +42,8 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth):
             other cell (``Config.RPN_ANCHOR_STRIDE``); the stride of the shared conv.
         anchors_per_location: int A, anchors per cell (``len(RPN_ANCHOR_RATIOS)``).
         depth: int, channels of the feature maps (``TOP_DOWN_PYRAMID_SIZE``).
+        conv_filters: int F, channels of the shared 3x3 conv (``RPN_CONV_FILTERS``;
+            512 in matterport's weights).
 
     Returns:
         ``keras.Model`` named "rpn_model". Input "input_rpn_feature_map":
@@ -54,15 +56,16 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth):
         - rpn_bbox: [batch, n, (dy, dx, log(dh), log(dw))] float32 deltas,
           still divided by ``RPN_BBOX_STD_DEV``.
 
-        Weights, in order: rpn_conv_shared kernel [3, 3, depth, 512] and bias,
-        rpn_class_raw kernel [1, 1, 512, 2A] and bias, rpn_bbox_pred kernel
-        [1, 1, 512, 4A] and bias.
+        Weights, in order: rpn_conv_shared kernel [3, 3, depth, F] and bias,
+        rpn_class_raw kernel [1, 1, F, 2A] and bias, rpn_bbox_pred kernel
+        [1, 1, F, 4A] and bias.
     """
     _check_positive_int("anchor_stride", anchor_stride)
     _check_positive_int("anchors_per_location", anchors_per_location)
     _check_positive_int("depth", depth)
+    _check_positive_int("conv_filters", conv_filters)
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    shared = keras.layers.Conv2D(512, 3, strides=anchor_stride, padding="same", activation="relu",
+    shared = keras.layers.Conv2D(conv_filters, 3, strides=anchor_stride, padding="same", activation="relu",
                                  name="rpn_conv_shared")(feature_map)
 
     # [batch, h, w, 2A]: channel 2a + k is score k of anchor a; reshaping to
@@ -119,7 +122,7 @@ def fpn_classifier_head(pooled, num_classes, train_bn=False, fc_layers_size=1024
     return mrcnn_class_logits, mrcnn_class, mrcnn_bbox
 
 
-def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=32):
+def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=32, filters=256):
     """Mask head on ROI-aligned features.
 
     Args:
@@ -129,6 +132,8 @@ def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=3
         num_classes: int K, including background.
         train_bn: False freezes the BatchNorm layers (see ``norm_layer``).
         norm: "batch" or "group"; gn_groups: maximum groups for "group".
+        filters: channels of the four 3x3 convs and the deconv (``MASK_HEAD_FILTERS``;
+            256 in matterport's weights).
 
     Returns:
         masks: [batch, num_rois, 2P, 2P, K] float32 in [0, 1] (sigmoid), one
@@ -143,9 +148,9 @@ def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=3
 
     x = FlattenROIs(name="mrcnn_mask_flatten_rois")(pooled)  # [B*N, P, P, C]
     for i in range(1, 5):
-        x = keras.layers.Conv2D(256, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
+        x = keras.layers.Conv2D(filters, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
         x = norm_layer(norm, f"mrcnn_mask_bn{i}", train_bn, gn_groups)(x)
         x = keras.layers.ReLU(name=f"mrcnn_mask_relu{i}")(x)
-    x = keras.layers.Conv2DTranspose(256, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
+    x = keras.layers.Conv2DTranspose(filters, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     x = keras.layers.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask")(x)
     return UnflattenROIs(num_rois, name="mrcnn_mask_unflatten_rois")(x)

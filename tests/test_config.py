@@ -64,6 +64,8 @@ def test_to_dict_is_plain_and_display_prints(capsys):
     ({"LEARNING_RATE": 0}, "LEARNING_RATE.*0"),
     ({"IMAGE_MIN_DIM": 2048}, "IMAGE_MIN_DIM.*2048"),
     ({"NORMALIZATION": "layer"}, "NORMALIZATION.*layer"),
+    ({"MASK_HEAD_FILTERS": 0}, "MASK_HEAD_FILTERS.*0"),
+    ({"RPN_CONV_FILTERS": 2.5}, "RPN_CONV_FILTERS.*2.5"),
     ({"ROI_ALIGN_MODE": "bilinear"}, "ROI_ALIGN_MODE.*bilinear"),
 ])
 def test_bad_values_raise_naming_them(attrs, match):

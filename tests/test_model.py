@@ -190,3 +190,14 @@ def test_log_dir_and_find_last(tmp_path):
     assert model.checkpoint_path.format(epoch=4) == str(run / "mask_rcnn_tiny_0004.h5")
     model.set_log_dir()
     assert model.epoch == 0 and os.path.basename(model.log_dir).startswith("tiny")
+
+
+def test_narrow_rpn_and_mask_head_options(tmp_path):
+    config = type("Narrow", (InferConfig,), {"RPN_CONV_FILTERS": 64, "MASK_HEAD_FILTERS": 32})()
+    km = MaskRCNN("inference", config, str(tmp_path)).keras_model
+    rpn = km.get_layer("rpn_model")
+    assert tuple(rpn.get_layer("rpn_conv_shared").weights[0].shape) == (3, 3, 32, 64)
+    assert tuple(rpn.get_layer("rpn_class_raw").weights[0].shape) == (1, 1, 64, 6)
+    assert tuple(km.get_layer("mrcnn_mask_conv1").weights[0].shape) == (3, 3, 32, 32)
+    assert tuple(km.get_layer("mrcnn_mask_deconv").weights[0].shape) == (2, 2, 32, 32)
+    assert tuple(km.get_layer("mrcnn_mask").weights[0].shape) == (1, 1, 32, config.NUM_CLASSES)
