@@ -3,6 +3,7 @@
 ``import mrcnn.model as modellib`` also gives the names matterport users reach
 through this module (``modellib.load_image_gt``, ``modellib.ProposalLayer``, ...).
 """
+import contextlib
 import datetime
 import logging
 import os
@@ -66,7 +67,30 @@ class MaskRCNN:
         self._anchor_cache = {}
         self._predict_fn = None
         self.set_log_dir()
-        self.keras_model = self.build(mode=mode, config=config)
+        self.strategy = self._distribution_strategy(config)
+        if self.strategy is None:
+            self.keras_model = self.build(mode=mode, config=config)
+        else:
+            with self.strategy.scope():
+                self.keras_model = self.build(mode=mode, config=config)
+
+    @staticmethod
+    def _distribution_strategy(config):
+        """tf.distribute.MirroredStrategy over GPU_COUNT GPUs, or None for one device.
+
+        BATCH_SIZE = IMAGES_PER_GPU * GPU_COUNT is the global batch; Keras splits it
+        across the replicas.
+        """
+        if config.GPU_COUNT == 1:
+            return None
+        import tensorflow as tf
+        gpus = tf.config.list_logical_devices("GPU")
+        if len(gpus) < config.GPU_COUNT:
+            raise ValueError(f"GPU_COUNT={config.GPU_COUNT} but {len(gpus)} GPU(s) are visible "
+                             f"({[g.name for g in gpus]}); set GPU_COUNT to at most {max(1, len(gpus))}")
+        devices = [g.name for g in gpus[:config.GPU_COUNT]]
+        logger.info("training on %d GPUs with MirroredStrategy: %s", len(devices), devices)
+        return tf.distribute.MirroredStrategy(devices=devices)
 
     # ------------------------------------------------------------------ graph
     def build(self, mode, config):
@@ -374,10 +398,12 @@ class MaskRCNN:
     def compile(self, learning_rate, momentum):
         """SGD with momentum and global gradient-norm clipping; the loss is the model's own."""
         import keras
-        optimizer = keras.optimizers.SGD(
-            learning_rate=learning_rate, momentum=momentum,
-            global_clipnorm=self.config.GRADIENT_CLIP_NORM)
-        self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+        scope = self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+        with scope:
+            optimizer = keras.optimizers.SGD(
+                learning_rate=learning_rate, momentum=momentum,
+                global_clipnorm=self.config.GRADIENT_CLIP_NORM)
+            self.keras_model.compile(optimizer=optimizer, jit_compile=False)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,

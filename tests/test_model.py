@@ -201,3 +201,10 @@ def test_narrow_rpn_and_mask_head_options(tmp_path):
     assert tuple(km.get_layer("mrcnn_mask_conv1").weights[0].shape) == (3, 3, 32, 32)
     assert tuple(km.get_layer("mrcnn_mask_deconv").weights[0].shape) == (2, 2, 32, 32)
     assert tuple(km.get_layer("mrcnn_mask").weights[0].shape) == (1, 1, 32, config.NUM_CLASSES)
+
+
+def test_gpu_count_beyond_visible_devices_is_refused(tmp_path):
+    config = type("TwoGPUs", (InferConfig,), {"GPU_COUNT": 2, "IMAGES_PER_GPU": 1})()
+    assert config.BATCH_SIZE == 2
+    with pytest.raises(ValueError, match="GPU_COUNT=2 but 0 GPU"):
+        MaskRCNN("inference", config, str(tmp_path))
