@@ -203,7 +203,7 @@ class MaskRCNN:
             import tensorflow as tf
             model = self.keras_model
 
-            @tf.function(reduce_retracing=True)
+            @tf.function(reduce_retracing=True, autograph=False)
             def predict(images, metas):
                 return model([images, metas], training=False)
 
