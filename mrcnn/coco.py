@@ -28,7 +28,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mrcnn.dataset import Dataset
+from mrcnn.dataset import Dataset, read_json_object
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +52,7 @@ def read_coco_json(annotation_file):
     a list under "images", "annotations" or "categories".
     """
     path = os.fspath(annotation_file)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"COCO annotation file not found: {path!r}")
-    with open(path, "rb") as f:
-        raw = f.read()
-    if not raw.strip():
-        raise ValueError(f"COCO annotation file {path!r} is empty")
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"COCO annotation file {path!r} is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"COCO annotation file {path!r} must hold a JSON object, "
-                         f"got {type(data).__name__}")
+    data = read_json_object(path, "COCO annotation file")
     missing = [key for key in REQUIRED_KEYS if key not in data]
     if missing:
         raise ValueError(f"COCO annotation file {path!r} lacks the key(s) {missing} "

@@ -4,6 +4,7 @@ Subclass :class:`Dataset`, add classes and images in a ``load_<name>()`` method 
 your own, override ``load_mask`` (and ``image_reference``), then call ``prepare()``.
 ``mrcnn.utils`` re-exports these names, so ``utils.Dataset`` keeps working.
 """
+import json
 import logging
 import numbers
 import os
@@ -172,3 +173,26 @@ def validate_instance_masks(image_shape, mask, class_ids):
         raise ValueError(f"class_ids must be integers, got {class_ids.tolist()!r} "
                          f"(dtype {class_ids.dtype})")
     return mask.astype(bool), class_ids.astype(np.int32)
+
+
+def read_json_object(path, kind):
+    """Read an annotation file that must hold one JSON object.
+
+    path: the file; kind: what it is, for messages (e.g. "COCO annotation file").
+    Returns the parsed dict. Raises FileNotFoundError when the file is missing and
+    ValueError naming the file when it is empty, not JSON or not an object.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{kind} not found: {path!r}")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if not raw.strip():
+        raise ValueError(f"{kind} {path!r} is empty")
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{kind} {path!r} is not valid JSON: {err}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{kind} {path!r} must hold a JSON object, got {type(data).__name__}")
+    return data

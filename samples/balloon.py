@@ -17,7 +17,6 @@ Exit status: 0 on success, 2 on a usage error.
 """
 import argparse
 import datetime
-import json
 import logging
 import os
 import sys
@@ -29,7 +28,7 @@ import numpy as np  # noqa: E402
 import skimage.draw  # noqa: E402
 
 from mrcnn.config import Config  # noqa: E402
-from mrcnn.dataset import Dataset  # noqa: E402
+from mrcnn.dataset import Dataset, read_json_object  # noqa: E402
 from samples.coco import (  # noqa: E402
     CliError, add_common_arguments, build_model, config_overrides, flip_augmentation,
     make_config, run_main)
@@ -64,17 +63,7 @@ def read_via_regions(path):
     (VIA 1.x, keyed "0", "1", ...) or a list. Raises FileNotFoundError or ValueError
     naming the file and the bad entry.
     """
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"VIA annotation file not found: {path!r}")
-    with open(path, "rb") as f:
-        raw = f.read()
-    try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"VIA annotation file {path!r} is not valid JSON: {err}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"VIA annotation file {path!r} must hold a JSON object, "
-                         f"got {type(data).__name__}")
+    data = read_json_object(path, "VIA annotation file")
     if "_via_img_metadata" in data:
         data = data["_via_img_metadata"]
         if not isinstance(data, dict):
