@@ -197,11 +197,6 @@ def data_generator(dataset, config, shuffle=True, augmentation=None, random_rois
         yield arrays, outputs
 
 
-def _py_dataset_base():
-    import keras
-    return keras.utils.PyDataset
-
-
 def make_sequence(dataset, config, shuffle=True, augmentation=None, no_augmentation_sources=None,
                   steps=None, seed=0, workers=2):
     """A keras.utils.PyDataset of training batches, loaded by ``workers`` threads.
@@ -211,9 +206,9 @@ def make_sequence(dataset, config, shuffle=True, augmentation=None, no_augmentat
     steps: batches per epoch (default: enough to see every image once).
     Threads, not processes: TensorFlow is already running, and forking it can hang.
     """
-    base = _py_dataset_base()
+    import keras
 
-    class _Sequence(base):
+    class _Sequence(keras.utils.PyDataset):
         def __init__(self):
             super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
             if not len(dataset.image_ids):

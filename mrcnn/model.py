@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from mrcnn import utils
+from mrcnn.checkpoints import CHECKPOINT_PATTERN, find_last_checkpoint
 from mrcnn.data import (compose_image_meta, data_generator, mold_image,  # noqa: F401
                         parse_image_meta, unmold_image)
 from mrcnn.layers.detection import DetectionLayer  # noqa: F401
@@ -26,9 +27,6 @@ from mrcnn.targets import (build_detection_targets, build_rpn_targets,  # noqa: 
 logger = logging.getLogger(__name__)
 
 MODES = ("training", "inference")
-# logs/<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<epoch:04d>.h5
-CHECKPOINT_PATTERN = re.compile(
-    r".*[/\\](?P<name>[\w.-]+?)(?P<stamp>\d{8}T\d{4})[/\\]mask_rcnn_[\w.-]+_(?P<epoch>\d{4})\.h5$")
 
 
 def log(text, array=None):
@@ -492,14 +490,9 @@ class MaskRCNN:
         name = (self.config.NAME or "mrcnn").lower()
         if not os.path.isdir(self.model_dir):
             raise FileNotFoundError(f"no log folder {self.model_dir!r}: nothing trained yet")
-        dirs = sorted(d for d in os.listdir(self.model_dir)
-                      if d.startswith(name) and os.path.isdir(os.path.join(self.model_dir, d)))
-        for dir_name in reversed(dirs):
-            folder = os.path.join(self.model_dir, dir_name)
-            checkpoints = sorted(f for f in os.listdir(folder)
-                                 if re.fullmatch(r"mask_rcnn_[\w.-]+_\d{4}\.h5", f))
-            if checkpoints:
-                return os.path.join(folder, checkpoints[-1])
-        raise FileNotFoundError(
-            f"could not find a checkpoint mask_rcnn_{name}_*.h5 in {self.model_dir!r} "
-            f"(looked in {len(dirs)} folder(s) starting with {name!r})")
+        path = find_last_checkpoint(self.model_dir, name)
+        if path is None:
+            raise FileNotFoundError(
+                f"could not find a checkpoint mask_rcnn_{name}_*.h5 in {self.model_dir!r} "
+                f"(looked in the folders starting with {name!r})")
+        return path

@@ -38,6 +38,7 @@ if __name__ == "__main__":  # run as a script from a checkout: make ``import mrc
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mrcnn import utils  # noqa: E402
+from mrcnn.checkpoints import epoch_checkpoints, find_last_checkpoint  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.dataset import Dataset  # noqa: E402
 
@@ -407,20 +408,6 @@ def resolve_weights(weights, logs):
     return weights
 
 
-def find_last_checkpoint(logs, name):
-    """Newest ``<logs>/<name>*/mask_rcnn_*.h5`` (the rule of MaskRCNN.find_last) or None."""
-    if not os.path.isdir(logs):
-        return None
-    folders = sorted(d for d in os.listdir(logs)
-                     if d.startswith(name) and os.path.isdir(os.path.join(logs, d)))
-    for folder in reversed(folders):
-        files = sorted(f for f in os.listdir(os.path.join(logs, folder))
-                       if f.startswith("mask_rcnn") and f.endswith(".h5"))
-        if files:
-            return os.path.join(logs, folder, files[-1])
-    return None
-
-
 def _build_parser():
     parser = argparse.ArgumentParser(
         prog="shapes.py", description="Train, evaluate and run Mask R-CNN on synthetic shapes.")
@@ -559,8 +546,7 @@ def cmd_train(args):
                     custom_callbacks=[schedule], verbose=1)
         print(f"Training took {(time.time() - started) / 60:.1f} min")
     log_dir = model.log_dir
-    checkpoints = sorted(f for f in os.listdir(log_dir) if f.endswith(".h5")) \
-        if os.path.isdir(log_dir) else []
+    checkpoints = epoch_checkpoints(log_dir)
     if not checkpoints:
         raise UsageError(f"training wrote no checkpoint in {log_dir!r}")
     last = os.path.join(log_dir, checkpoints[-1])

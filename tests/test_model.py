@@ -208,3 +208,18 @@ def test_gpu_count_beyond_visible_devices_is_refused(tmp_path):
     assert config.BATCH_SIZE == 2
     with pytest.raises(ValueError, match="GPU_COUNT=2 but 0 GPU"):
         MaskRCNN("inference", config, str(tmp_path))
+
+
+def test_find_last_checkpoint_without_tensorflow_rules(tmp_path):
+    from mrcnn.checkpoints import epoch_checkpoints, find_last_checkpoint
+
+    assert find_last_checkpoint(str(tmp_path / "missing"), "tiny") is None
+    old, new = tmp_path / "tiny20250101T0000", tmp_path / "tiny20250202T0000"
+    old.mkdir()
+    new.mkdir()
+    (old / "mask_rcnn_tiny_0004.h5").write_bytes(b"")
+    # The newest run died before its first epoch: fall back to the older one.
+    (new / "mask_rcnn_tiny_best.h5").write_bytes(b"")
+    (new / "detections.png").write_bytes(b"")
+    assert epoch_checkpoints(str(new)) == []
+    assert find_last_checkpoint(str(tmp_path), "TINY") == str(old / "mask_rcnn_tiny_0004.h5")
