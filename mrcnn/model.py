@@ -226,7 +226,8 @@ class MaskRCNN:
         for start in range(0, len(images), batch_size):
             batch = images[start:start + batch_size]
             molded_images, image_metas, windows = self.mold_inputs(batch)
-            results.extend(self._detect_batch(batch, molded_images, image_metas, windows))
+            results.extend(self._detect_batch([image.shape for image in batch], molded_images,
+                                              image_metas, windows))
         return results
 
     def detect_molded(self, molded_images, image_metas, verbose=0):
@@ -247,13 +248,12 @@ class MaskRCNN:
         batch_size = self.config.BATCH_SIZE
         for start in range(0, len(molded_images), batch_size):
             stop = start + batch_size
-            originals = [np.zeros(tuple(s), dtype=np.uint8)
-                         for s in parsed["original_image_shape"][start:stop]]
+            originals = [tuple(s) for s in parsed["original_image_shape"][start:stop]]
             results.extend(self._detect_batch(originals, molded_images[start:stop],
                                               image_metas[start:stop], parsed["window"][start:stop]))
         return results
 
-    def _detect_batch(self, originals, molded_images, image_metas, windows):
+    def _detect_batch(self, original_shapes, molded_images, image_metas, windows):
         """Pad a batch to BATCH_SIZE, run it, unmold the real images' results."""
         count = len(molded_images)
         pad = self.config.BATCH_SIZE - count
@@ -265,7 +265,7 @@ class MaskRCNN:
         results = []
         for i in range(count):
             rois, class_ids, scores, masks = self.unmold_detections(
-                detections[i], mrcnn_mask[i], originals[i].shape, molded_images[i].shape, windows[i])
+                detections[i], mrcnn_mask[i], original_shapes[i], molded_images[i].shape, windows[i])
             results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
         return results
 

@@ -223,3 +223,20 @@ def test_find_last_checkpoint_without_tensorflow_rules(tmp_path):
     (new / "detections.png").write_bytes(b"")
     assert epoch_checkpoints(str(new)) == []
     assert find_last_checkpoint(str(tmp_path), "TINY") == str(old / "mask_rcnn_tiny_0004.h5")
+
+
+def test_detect_molded_matches_detect(tmp_path, rng):
+    model = MaskRCNN("inference", InferConfig(), str(tmp_path))
+    _set_hand_weights(model.keras_model, fg_class=1)
+    images = [np.full((96, 128, 3), 90, np.uint8), np.full((128, 64, 3), 150, np.uint8),
+              np.full((100, 100, 3), 30, np.uint8)]
+    molded, metas, _ = model.mold_inputs(images)
+    expected = model.detect(images)
+    got = model.detect_molded(molded, metas)
+    assert len(got) == 3
+    for a, b, image in zip(expected, got, images):
+        assert b["masks"].shape[:2] == image.shape[:2]
+        for key in ("rois", "class_ids", "scores", "masks"):
+            np.testing.assert_array_equal(a[key], b[key])
+    with pytest.raises(ValueError, match="molded_images"):
+        model.detect_molded(molded[:2], metas)
