@@ -248,6 +248,23 @@ def test_roi_level_assignment():
     np.testing.assert_array_equal(roi_pyramid_levels(extra, image * image).numpy(), [2, 4])
 
 
+def test_roi_align_survives_non_finite_boxes():
+    # A diverged model proposes NaN / inf boxes: they go to level 2 and come out non-finite,
+    # so that the loss becomes NaN (training then stops with a message) instead of the level
+    # partition failing on an out-of-range index.
+    nan, inf = float("nan"), float("inf")
+    bad = np.array([[nan, 0, 1, 1], [0, 0, inf, 1], [0, -inf, 1, inf], [0, 0, 0.5, 0.5]],
+                   np.float32)
+    side = 512  # the last box is 256 px: level 4
+    np.testing.assert_array_equal(roi_pyramid_levels(bad, side * side).numpy(), [2, 5, 5, 4])
+    maps = pyramid(batch=1, side=side, channels=2, fill="level")
+    meta = meta_rows((side, side, 3))
+    got = np.asarray(PyramidROIAlign((2, 2))([bad[None], meta] + maps))
+    assert got.shape == (1, 4, 2, 2, 2)
+    assert np.isnan(got[0, :3]).all()
+    np.testing.assert_allclose(got[0, 3], 4.0, atol=1e-5)
+
+
 def test_roi_align_reads_the_right_level_in_input_order():
     side = 512
     maps = pyramid(batch=2, side=side, channels=2, fill="level")

@@ -24,7 +24,8 @@ def roi_pyramid_levels(boxes, image_area):
     image_area: scalar float32, H * W of the molded image in pixels.
 
     Returns: [...] int32 level in 2..5 (rounding half to even, like tf.round). Empty (zero)
-    boxes go to level 2.
+    boxes go to level 2, and so do non-finite ones (a diverged model's NaN boxes must reach
+    the loss, where training stops with a message, not crash the level partition).
     """
     boxes = ops.cast(boxes, "float32")
     h = boxes[..., 2] - boxes[..., 0]
@@ -32,6 +33,7 @@ def roi_pyramid_levels(boxes, image_area):
     canonical = CANONICAL_SIZE / ops.sqrt(ops.cast(image_area, "float32"))
     # log2(0) = -inf, which the max() below sends to the lowest level.
     level = CANONICAL_LEVEL + ops.round(ops.log2(ops.sqrt(ops.maximum(h * w, 0.0)) / canonical))
+    level = ops.where(ops.isnan(level), float(MIN_LEVEL), level)
     level = ops.minimum(float(MAX_LEVEL), ops.maximum(float(MIN_LEVEL), level))
     return ops.cast(level, "int32")
 
@@ -75,6 +77,7 @@ class PyramidROIAlign(keras.layers.Layer):
 
     Inputs: [boxes, image_meta, P2, P3, P4, P5]
         boxes: [batch, N, (y1, x1, y2, x2)] float32, normalized. Gradients do not flow into them.
+            A box with a non-finite coordinate gives a NaN crop.
         image_meta: [batch, 12 + NUM_CLASSES], see mrcnn.data.compose_image_meta; the molded
             image_shape of the first row sets the image area used for the level choice.
         P2..P5: [batch, Hk, Wk, C] feature maps (same C). A normalized y maps to y * (Hk - 1).
@@ -113,6 +116,12 @@ class PyramidROIAlign(keras.layers.Layer):
         batch = ops.shape(boxes)[0]
         num_boxes = ops.shape(boxes)[1]
         flat_boxes = ops.reshape(boxes, (-1, 4))
+        # A diverged model proposes NaN / inf boxes, which crop_and_resize refuses: crop a
+        # zero box instead and return NaN for that row, so that the loss turns NaN and
+        # training stops with a message rather than a crash here.
+        finite = ops.all(ops.isfinite(flat_boxes), axis=-1)
+        flat_boxes = ops.where(finite[:, None], flat_boxes, 0.0)
+        boxes = ops.reshape(flat_boxes, (batch, num_boxes, 4))
         levels = ops.reshape(roi_pyramid_levels(boxes, image_area), (-1,))
         # Image index of every flattened box.
         box_indices = ops.reshape(
@@ -128,6 +137,7 @@ class PyramidROIAlign(keras.layers.Layer):
                                 self.pool_shape, self.mode, self.sampling_ratio))
         # Put the crops back in the order of the flattened input boxes.
         pooled = tf.dynamic_stitch(parts, pooled)
+        pooled = ops.where(finite[:, None, None, None], pooled, float("nan"))
         channels = ops.shape(feature_maps[0])[-1]
         return ops.reshape(pooled, (batch, num_boxes, *self.pool_shape, channels))
 
