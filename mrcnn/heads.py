@@ -13,7 +13,7 @@ import logging
 import keras
 
 from mrcnn.layers.norm import NORM_KINDS, norm_layer
-from mrcnn.layers.per_roi import FlattenROIs, UnflattenROIs
+from mrcnn.layers.per_roi import FlattenROIs, UnflattenROIs, WindowConv2D
 
 logger = logging.getLogger(__name__)
 
@@ -106,10 +106,11 @@ def fpn_classifier_head(pooled, num_classes, train_bn=False, fc_layers_size=1024
         raise ValueError(f"norm must be one of {NORM_KINDS}, got {norm!r}")
 
     x = FlattenROIs(name="mrcnn_class_flatten_rois")(pooled)  # [B*N, P, P, C]
-    x = keras.layers.Conv2D(fc_layers_size, (pool_h, pool_w), padding="valid", name="mrcnn_class_conv1")(x)
+    # Fully connected layers stored as convs (matterport's weight layout), run as matmuls.
+    x = WindowConv2D(fc_layers_size, (pool_h, pool_w), padding="valid", name="mrcnn_class_conv1")(x)
     x = norm_layer(norm, "mrcnn_class_bn1", train_bn, gn_groups)(x)
     x = keras.layers.ReLU(name="mrcnn_class_relu1")(x)
-    x = keras.layers.Conv2D(fc_layers_size, 1, name="mrcnn_class_conv2")(x)
+    x = WindowConv2D(fc_layers_size, 1, name="mrcnn_class_conv2")(x)
     x = norm_layer(norm, "mrcnn_class_bn2", train_bn, gn_groups)(x)
     x = keras.layers.ReLU(name="mrcnn_class_relu2")(x)  # [B*N, 1, 1, fc]
     x = UnflattenROIs(num_rois, name="mrcnn_class_unflatten_rois")(x)  # [B, N, 1, 1, fc]

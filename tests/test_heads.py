@@ -5,7 +5,7 @@ import pytest
 
 from mrcnn.heads import build_rpn_model, fpn_classifier_head, fpn_mask_head
 from mrcnn.layers.norm import BatchNorm, GroupNorm
-from mrcnn.layers.per_roi import FlattenROIs, UnflattenROIs
+from mrcnn.layers.per_roi import FlattenROIs, UnflattenROIs, WindowConv2D
 from mrcnn.weights import weight_names
 from tests.h5_layout import layout_path_or_skip, parse_layout, weighted
 
@@ -191,3 +191,31 @@ def test_unflatten_config_and_validation():
     assert clone.num_rois == 5 and clone.name == "unfold"
     with pytest.raises(ValueError, match="num_rois.*0"):
         UnflattenROIs(0)
+
+
+def test_window_conv_equals_conv2d_forward_and_backward(rng):
+    import tensorflow as tf
+    x = rng.normal(size=(6, 3, 3, 5)).astype(np.float32)
+    window = WindowConv2D(4, (3, 3), activation="relu", name="mrcnn_class_conv1")
+    conv = keras.layers.Conv2D(4, (3, 3), activation="relu")
+    window.build(x.shape)
+    conv.build(x.shape)
+    weights = [rng.normal(size=w.shape).astype(np.float32) for w in conv.get_weights()]
+    window.set_weights(weights)
+    conv.set_weights(weights)
+    assert [w.shape for w in window.get_weights()] == [(3, 3, 5, 4), (4,)]
+    grads = []
+    for layer in (window, conv):
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = layer(xt)
+            loss = tf.reduce_sum(y * tf.range(4, dtype=tf.float32))
+        grads.append([y.numpy()] + [g.numpy() for g in tape.gradient(loss, [xt] + layer.trainable_weights)])
+    assert grads[0][0].shape == (6, 1, 1, 4)
+    for a, b in zip(*grads):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    # Another input size falls back to the convolution.
+    bigger = rng.normal(size=(2, 5, 5, 5)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(window(bigger)), np.asarray(conv(bigger)), rtol=1e-5, atol=1e-5)
+    assert WindowConv2D.from_config(window.get_config()).kernel_size == (3, 3)

@@ -73,3 +73,48 @@ class UnflattenROIs(keras.layers.Layer):
         config = super().get_config()
         config["num_rois"] = self.num_rois
         return config
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class WindowConv2D(keras.layers.Conv2D):
+    """A "valid" Conv2D whose kernel spans its whole input: a fully connected layer.
+
+    Matterport's box head writes its two fully connected layers as a P x P valid conv
+    and a 1 x 1 conv over ``[rois, P, P, C]`` / ``[rois, 1, 1, fc]``, and its weight
+    files store them as conv kernels. This layer keeps that kernel
+    (``[kh, kw, C, filters]`` float32, same name, same layout) but computes the
+    output as one matrix product of the flattened input with the flattened kernel,
+    which on CPU runs about twice as fast as the convolution for a few dozen ROIs
+    (forward and backward). Inputs of another spatial size fall back to Conv2D.
+
+    Args: as ``keras.layers.Conv2D``; strides, dilation and groups must stay 1 and
+    padding "valid" for the matrix path.
+
+    Input: ``[rows, kh, kw, C]``. Output: ``[rows, 1, 1, filters]`` in the compute dtype.
+    """
+
+    def _whole_window(self, inputs):
+        return (
+            self.padding == "valid"
+            and self.data_format == "channels_last"
+            and tuple(self.strides) == (1, 1)
+            and tuple(self.dilation_rate) == (1, 1)
+            and self.groups == 1
+            and len(inputs.shape) == 4
+            and tuple(inputs.shape[1:3]) == tuple(self.kernel_size)
+        )
+
+    def call(self, inputs):
+        if not self._whole_window(inputs):
+            return super().call(inputs)
+        kh, kw = self.kernel_size
+        channels = inputs.shape[-1]
+        flat = ops.reshape(inputs, (-1, kh * kw * channels))
+        kernel = ops.reshape(self.kernel, (kh * kw * channels, self.filters))
+        outputs = ops.matmul(flat, kernel)
+        if self.use_bias:
+            outputs = outputs + self.bias
+        outputs = ops.reshape(outputs, (-1, 1, 1, self.filters))
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
