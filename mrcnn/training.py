@@ -9,6 +9,7 @@ import math
 import os
 
 import keras
+import tensorflow as tf
 from keras import ops
 
 from mrcnn.config import LOSS_NAMES
@@ -25,6 +26,97 @@ LAYER_GROUPS = {
     "5+": HEADS_REGEX + r"|(res5.*)|(bn5.*)",
     "all": ".*",
 }
+
+
+def is_decayed(variable):
+    """Whether L2 weight decay applies to ``variable``: the kernels (conv / dense weights)."""
+    return "kernel" in variable.path
+
+
+class MomentumSGD(keras.optimizers.SGD):
+    """Keras SGD with momentum, L2 weight decay and global-norm clipping, in fewer passes.
+
+    The update is exactly that of ``keras.optimizers.SGD(momentum, global_clipnorm)``
+    applied to the gradient of ``loss + weight_decay / 2 * sum(kernel ** 2)``:
+
+        g = dloss/dw + weight_decay * w          (kernels only, see ``is_decayed``)
+        scale = global_clipnorm / max(||g||, global_clipnorm)   (over all variables)
+        m = momentum * m - learning_rate * scale * g;  w = w + m
+
+    but the decay gradient is added here instead of being differentiated through the
+    loss, the clipping factor is folded into the learning rate instead of rescaling
+    every gradient, and the momentum step is TensorFlow's fused ``ResourceApplyKerasMomentum``.
+    On ResNet-50 that is about five passes over each kernel per step instead of twelve.
+    ``MaskRCNNTrainer`` reports the decay term in the loss without differentiating it
+    when its optimizer is a ``MomentumSGD``.
+
+    Args:
+        learning_rate, momentum: as ``keras.optimizers.SGD`` (nesterov is not supported).
+        global_clipnorm: float > 0 or None.
+        l2_decay: float >= 0, the factor of the L2 penalty (``Config.WEIGHT_DECAY``).
+    """
+
+    def __init__(self, learning_rate=0.01, momentum=0.0, global_clipnorm=None, l2_decay=0.0,
+                 name="MomentumSGD", **kwargs):
+        if kwargs.get("nesterov"):
+            raise ValueError("MomentumSGD does not support nesterov=True")
+        if kwargs.get("clipnorm") or kwargs.get("clipvalue"):
+            raise ValueError("MomentumSGD clips by global norm only (global_clipnorm)")
+        l2_decay = float(l2_decay)
+        if not math.isfinite(l2_decay) or l2_decay < 0:
+            raise ValueError(f"l2_decay must be a finite float >= 0, got {l2_decay!r}")
+        super().__init__(learning_rate=learning_rate, momentum=momentum,
+                         global_clipnorm=global_clipnorm, name=name, **kwargs)
+        self.l2_decay = l2_decay
+        self._clip_scale = None
+
+    def apply(self, grads, trainable_variables=None):
+        variables = (self._trainable_variables if trainable_variables is None
+                     else list(trainable_variables))
+        grads = list(grads)
+        if self.l2_decay:
+            grads = [g if g is None or not is_decayed(v)
+                     else g + ops.cast(self.l2_decay, g.dtype) * ops.cast(v, g.dtype)
+                     for g, v in zip(grads, variables)]
+        return super().apply(grads, trainable_variables)
+
+    def _clip_gradients(self, grads):
+        """Compute the global clipping factor (kept for update_step); grads pass unchanged."""
+        self._clip_scale = None
+        if self.global_clipnorm and self.global_clipnorm > 0:
+            present = [ops.cast(g, "float32") for g in grads if g is not None]
+            if present:
+                norm = ops.sqrt(2.0 * ops.sum(ops.stack([tf.nn.l2_loss(g) for g in present])))
+                clip = ops.cast(self.global_clipnorm, "float32")
+                self._clip_scale = clip / ops.maximum(norm, clip)
+        return grads
+
+    def update_step(self, gradient, variable, learning_rate):
+        learning_rate = ops.cast(learning_rate, variable.dtype)
+        if self._clip_scale is not None:
+            learning_rate = learning_rate * ops.cast(self._clip_scale, variable.dtype)
+        gradient = ops.cast(gradient, variable.dtype)
+        if self.momentum == 0:
+            tf.raw_ops.ResourceApplyGradientDescent(
+                var=_handle(variable), alpha=learning_rate, delta=gradient)
+            return
+        accumulator = self.momentums[self._get_variable_index(variable)]
+        tf.raw_ops.ResourceApplyKerasMomentum(
+            var=_handle(variable), accum=_handle(accumulator), lr=learning_rate, grad=gradient,
+            momentum=ops.cast(self.momentum, variable.dtype), use_nesterov=False)
+
+    def get_config(self):
+        config = super().get_config()
+        config["l2_decay"] = self.l2_decay
+        config.pop("nesterov", None)
+        return config
+
+
+def _handle(variable):
+    """The resource handle of a Keras or TensorFlow variable."""
+    if isinstance(variable, keras.Variable):
+        variable = variable.value
+    return variable.handle
 
 
 class MaskRCNNTrainer(keras.Model):
@@ -73,15 +165,26 @@ class MaskRCNNTrainer(keras.Model):
         }
 
     def weight_decay_loss(self):
-        """weight_decay / 2 * sum of squares of the trainable kernels (float32 scalar)."""
-        penalty = ops.zeros((), dtype="float32")
+        """weight_decay / 2 * sum of squares of the trainable kernels (float32 scalar).
+
+        When the optimizer is a ``MomentumSGD`` with the same decay, it adds the decay's
+        gradient itself, so the value here is reported without being differentiated.
+        """
         if self.weight_decay == 0.0:
-            return penalty
+            return ops.zeros((), dtype="float32")
+        optimizer = getattr(self, "optimizer", None)
+        applied_by_optimizer = (isinstance(optimizer, MomentumSGD)
+                                and optimizer.l2_decay == self.weight_decay)
+        terms = []
         for variable in self.trainable_weights:
-            if "kernel" in variable.path:
+            if is_decayed(variable):
                 value = ops.cast(variable, "float32")
-                penalty = penalty + ops.sum(ops.square(value))
-        return 0.5 * self.weight_decay * penalty
+                if applied_by_optimizer:
+                    value = ops.stop_gradient(value)
+                terms.append(tf.nn.l2_loss(value))  # sum(value ** 2) / 2
+        if not terms:
+            return ops.zeros((), dtype="float32")
+        return self.weight_decay * ops.sum(ops.stack(terms))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         losses = self.named_losses(x, y_pred)
