@@ -198,16 +198,11 @@ class MaskRCNN:
     def _predict(self, molded_images, image_metas):
         """Run the inference graph on one batch; returns the model's outputs as NumPy arrays."""
         if self._predict_fn is None:
-            import tensorflow as tf
-            model = self.keras_model
-
-            @tf.function(reduce_retracing=True, autograph=False)
-            def predict(images, metas):
-                return model([images, metas], training=False)
-
-            self._predict_fn = predict
-        outputs = self._predict_fn(molded_images.astype(np.float32), image_metas.astype(np.float32))
-        return [np.asarray(o) for o in outputs]
+            from mrcnn.predictor import Predictor
+            # Frozen constants would bypass the strategy's mirrored variables.
+            freeze = self.config.FREEZE_INFERENCE_WEIGHTS and self.strategy is None
+            self._predict_fn = Predictor(self.keras_model, freeze=freeze)
+        return self._predict_fn(molded_images, image_metas)
 
     def detect(self, images, verbose=0):
         """Detect instances in any number of images.
@@ -394,13 +389,18 @@ class MaskRCNN:
         return layer
 
     def compile(self, learning_rate, momentum):
-        """SGD with momentum and global gradient-norm clipping; the loss is the model's own."""
-        import keras
+        """SGD with momentum, L2 weight decay and global gradient-norm clipping.
+
+        The loss is the model's own (``MaskRCNNTrainer.compute_loss``); the optimizer is
+        ``mrcnn.training.MomentumSGD``, which applies WEIGHT_DECAY's gradient itself.
+        """
+        from mrcnn.training import MomentumSGD
         scope = self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
         with scope:
-            optimizer = keras.optimizers.SGD(
+            optimizer = MomentumSGD(
                 learning_rate=learning_rate, momentum=momentum,
-                global_clipnorm=self.config.GRADIENT_CLIP_NORM)
+                global_clipnorm=self.config.GRADIENT_CLIP_NORM,
+                l2_decay=self.config.WEIGHT_DECAY)
             self.keras_model.compile(optimizer=optimizer, jit_compile=False)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
