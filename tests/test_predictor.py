@@ -1,0 +1,86 @@
+"""Predictor: frozen-weight inference equals the variable graph and follows weight changes."""
+import numpy as np
+import pytest
+
+from mrcnn.model import MaskRCNN
+from mrcnn.predictor import Predictor
+from tests.conftest import TinyConfig
+
+RPN_CLASS, RPN_BBOX, MRCNN_CLASS = 5, 6, 1
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return MaskRCNN("inference", TinyConfig(), str(tmp_path_factory.mktemp("logs")))
+
+
+def batch(model, rng, side=128):
+    images = [rng.integers(0, 255, (side, side, 3)).astype(np.uint8) for _ in range(2)]
+    molded, metas, _ = model.mold_inputs(images)
+    return molded, metas
+
+
+def assert_same_outputs(got, want):
+    # The RPN outputs come before any ranking, so they compare element by element; the
+    # frozen graph folds BatchNorm into the convs, which changes float rounding only.
+    for index in (RPN_CLASS, RPN_BBOX):
+        np.testing.assert_allclose(got[index], want[index], rtol=1e-3, atol=1e-4)
+    assert [g.shape for g in got] == [w.shape for w in want]
+
+
+def test_frozen_equals_unfrozen_and_is_frozen_once(model, rng):
+    molded, metas = batch(model, rng)
+    frozen = Predictor(model.keras_model, freeze=True)
+    plain = Predictor(model.keras_model, freeze=False)
+    want = plain(molded, metas)
+    got = frozen(molded, metas)
+    assert_same_outputs(got, want)
+    frozen(molded, metas)
+    assert frozen.freezes == 1  # same weights, same shape: the frozen graph is reused
+    assert plain.freezes == 0
+    np.testing.assert_array_equal(frozen.fingerprint(), frozen.fingerprint())
+
+
+def test_weight_change_refreezes(tmp_path, rng):
+    model = MaskRCNN("inference", TinyConfig(), str(tmp_path))
+    molded, metas = batch(model, rng)
+    predictor = Predictor(model.keras_model, freeze=True)
+    before = predictor(molded, metas)
+    layer = model.keras_model.get_layer("rpn_model").get_layer("rpn_class_raw")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel * -2.0, bias + 0.5])
+    after = predictor(molded, metas)
+    assert predictor.freezes == 2
+    assert not np.allclose(after[RPN_CLASS], before[RPN_CLASS])
+    assert_same_outputs(after, Predictor(model.keras_model, freeze=False)(molded, metas))
+
+
+def test_many_shapes_fall_back_to_the_variable_graph(model, rng):
+    predictor = Predictor(model.keras_model, freeze=True, max_frozen_shapes=1)
+    molded, metas = batch(model, rng)
+    predictor(molded, metas)
+    assert predictor.freezes == 1
+    single = predictor(molded[:1], metas[:1])  # a second shape: no new frozen graph
+    assert predictor.freezes == 1 and not predictor._frozen
+    assert_same_outputs(single, Predictor(model.keras_model, freeze=False)(molded[:1], metas[:1]))
+    with pytest.raises(ValueError, match="max_frozen_shapes"):
+        Predictor(model.keras_model, max_frozen_shapes=0)
+
+
+def test_detect_uses_the_config_switch(tmp_path, rng):
+    class Plain(TinyConfig):
+        FREEZE_INFERENCE_WEIGHTS = False
+
+    image = rng.integers(0, 255, (100, 120, 3)).astype(np.uint8)
+    frozen_model = MaskRCNN("inference", TinyConfig(), str(tmp_path))
+    plain_model = MaskRCNN("inference", Plain(), str(tmp_path))
+    plain_model.keras_model.set_weights(frozen_model.keras_model.get_weights())
+    a = frozen_model.detect([image, image])
+    b = plain_model.detect([image, image])
+    assert frozen_model._predict_fn.freezes == 1 and plain_model._predict_fn.freezes == 0
+    for key in ("rois", "class_ids", "scores", "masks"):
+        assert a[0][key].shape[1:] == b[0][key].shape[1:]
+    with pytest.raises(ValueError, match="FREEZE_INFERENCE_WEIGHTS"):
+        class Bad(TinyConfig):
+            FREEZE_INFERENCE_WEIGHTS = "yes"
+        Bad()
