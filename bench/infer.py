@@ -5,6 +5,14 @@
 Prints one JSON object: median / min / max seconds per image over --runs timed runs
 after --warmup untimed ones, the parameter count, and the settings. Weights are random
 (speed does not depend on them); the image is scikit-image's astronaut photo.
+
+Baselines measured in the same process (the machine's speed drifts by tens of percent
+between sessions, so only same-process ratios compare):
+- "variables": the same graph run on the weight variables (FREEZE_INFERENCE_WEIGHTS
+  False), timed alternately with the default run.
+- "floor": the graph's floating-point operations (TensorFlow's profiler on the traced
+  graph) divided by the GFLOP/s of a 2048 x 2048 matmul in the benchmark's precision,
+  i.e. the time of the arithmetic alone at the machine's best rate.
 """
 import argparse
 import json
@@ -33,6 +41,8 @@ def parse_args(argv=None):
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--num-classes", type=int, default=81)
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the same-process baselines (variables graph, FLOP floor)")
     return parser.parse_args(argv)
 
 
@@ -63,13 +73,23 @@ def main(argv=None):
         build_s = time.perf_counter() - t0
     image = getattr(skimage.data, args.image)()
     images = [image] * args.batch
-    for _ in range(args.warmup):
-        model.detect(images)
-    per_image = []
-    for _ in range(args.runs):
-        t0 = time.perf_counter()
-        model.detect(images)
-        per_image.append((time.perf_counter() - t0) / args.batch)
+    t0 = time.perf_counter()
+    model.detect(images)
+    first_call_s = time.perf_counter() - t0
+    predictors = {"default": model._predict_fn}
+    if not args.no_baseline:
+        from mrcnn.predictor import Predictor
+        predictors["variables"] = Predictor(model.keras_model, freeze=False)
+    times = {name: [] for name in predictors}
+    for run in range(args.warmup + args.runs):
+        for name, predictor in predictors.items():  # alternate, so that drift hits both
+            model._predict_fn = predictor
+            t0 = time.perf_counter()
+            model.detect(images)
+            if run >= args.warmup:
+                times[name].append((time.perf_counter() - t0) / args.batch)
+    model._predict_fn = predictors["default"]
+    per_image = times["default"]
     result = {
         "benchmark": "infer",
         "backbone": args.backbone,
@@ -84,6 +104,7 @@ def main(argv=None):
         "min_s_per_image": min(per_image),
         "max_s_per_image": max(per_image),
         "build_s": build_s,
+        "first_call_s": first_call_s,
         "params": int(model.keras_model.count_params()),
         "tensorflow": tf.__version__,
         "cpu_count": os.cpu_count(),
@@ -92,8 +113,53 @@ def main(argv=None):
         "detections": int(len(model.detect([image])[0]["class_ids"])),
         "image_shape": list(np.asarray(image).shape),
     }
+    if not args.no_baseline:
+        median = result["median_s_per_image"]
+        variables = statistics.median(times["variables"])
+        gflops = graph_gflops(model, images)
+        peak = matmul_gflops_per_s(args.precision)
+        floor = gflops / peak / args.batch
+        result.update({
+            "variables_median_s_per_image": variables,
+            "speedup_over_variables": variables / median,
+            "graph_gflops_per_batch": gflops,
+            "matmul_gflops_per_s": peak,
+            "floor_s_per_image": floor,
+            "ratio_to_floor": median / floor,
+        })
     print(json.dumps(result, indent=2))
     return result
+
+
+def graph_gflops(model, images):
+    """Floating-point operations (GFLOP) of one batch through the traced inference graph."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.python.profiler.model_analyzer import profile
+    from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
+
+    molded, metas, _ = model.mold_inputs(images)
+    concrete = model._predict_fn._function.get_concrete_function(
+        tf.TensorSpec(molded.shape, tf.float32), tf.TensorSpec(np.shape(metas), tf.float32))
+    options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
+    return profile(concrete.graph, options=options).total_float_ops / 1e9
+
+
+def matmul_gflops_per_s(precision, size=2048, runs=9):
+    """Median GFLOP/s of a size x size matmul in float32 or bfloat16, after a warm-up."""
+    import tensorflow as tf
+
+    dtype = tf.float32 if precision == "float32" else tf.bfloat16
+    a = tf.random.normal([size, size], dtype=tf.float32)
+    a = tf.cast(a, dtype)
+    matmul = tf.function(lambda x: tf.reduce_sum(tf.cast(tf.matmul(x, x), tf.float32)))
+    matmul(a).numpy()
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        matmul(a).numpy()
+        times.append(time.perf_counter() - t0)
+    return 2 * size ** 3 / statistics.median(times) / 1e9
 
 
 if __name__ == "__main__":

@@ -7,6 +7,15 @@ Prints one JSON object. The step time is the median of --steps timed train steps
 images per second of load + augment + target building alone (MaskRCNN's PyDataset items),
 with one thread and with --workers threads, each the median of --repeats passes.
 The data are synthetic shapes (samples/shapes.py) drawn on the fly.
+
+Baseline in the same process (the machine's speed drifts by tens of percent between
+sessions, so only same-process ratios compare), unless --no-baseline: a
+"matterport-style" model with the same weights and inputs, built with the three
+choices this package departs from, and timed alternately with ours:
+- the box head's two fully connected layers run as convolutions (ours: WindowConv2D matmuls);
+- the mask head runs on all TRAIN_ROIS_PER_IMAGE ROIs (ours: the positive rows only);
+- Keras SGD with the L2 penalty differentiated through the loss and the gradients
+  rescaled for clipping (ours: MomentumSGD's fused update).
 """
 import argparse
 import concurrent.futures
@@ -35,6 +44,8 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--images", type=int, default=64, help="images per pipeline pass")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the same-process matterport-style baseline")
     return parser.parse_args(argv)
 
 
@@ -89,18 +100,33 @@ def main(argv=None):
     pipeline_n = statistics.median(one_pass(args.workers) for _ in range(args.repeats))
 
     # ---- training step alone
+    layer_regex = LAYER_GROUPS.get(args.layers, args.layers)
     with tempfile.TemporaryDirectory() as logs:
         model = MaskRCNN("training", config, logs)
-    model.set_trainable(LAYER_GROUPS.get(args.layers, args.layers), verbose=0)
-    model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
+        models = {"default": model}
+        if not args.no_baseline:
+            models["matterport_style"] = build_matterport_style(config, logs)
+            models["matterport_style"].keras_model.set_weights(model.keras_model.get_weights())
+    for name, each in models.items():
+        each.set_trainable(layer_regex, verbose=0)
+        if name == "default":
+            each.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
+        else:
+            import keras
+            each.keras_model.compile(optimizer=keras.optimizers.SGD(
+                learning_rate=config.LEARNING_RATE, momentum=config.LEARNING_MOMENTUM,
+                global_clipnorm=config.GRADIENT_CLIP_NORM), jit_compile=False)
     batch = seq[0][0]
     for _ in range(args.warmup):
-        model.keras_model.train_on_batch(batch)
-    times = []
+        for each in models.values():
+            each.keras_model.train_on_batch(batch)
+    step_times = {name: [] for name in models}
     for _ in range(args.steps):
-        t0 = time.perf_counter()
-        model.keras_model.train_on_batch(batch)
-        times.append(time.perf_counter() - t0)
+        for name, each in models.items():  # alternate, so that drift hits both
+            t0 = time.perf_counter()
+            each.keras_model.train_on_batch(batch)
+            step_times[name].append(time.perf_counter() - t0)
+    times = step_times["default"]
     step = statistics.median(times)
     consumed = args.batch / step
     result = {
@@ -124,8 +150,35 @@ def main(argv=None):
         "tensorflow": tf.__version__,
         "cpu_count": os.cpu_count(),
     }
+    if not args.no_baseline:
+        baseline = statistics.median(step_times["matterport_style"])
+        result["matterport_style_median_s_per_step"] = baseline
+        result["ratio_to_matterport_style"] = step / baseline
     print(json.dumps(result, indent=2))
     return result
+
+
+def build_matterport_style(config, logs):
+    """Our training graph with matterport's head and optimizer choices (see the module doc)."""
+    import keras
+
+    import mrcnn.graph
+    import mrcnn.heads
+    from mrcnn.layers.outputs import FirstROIs
+    from mrcnn.model import MaskRCNN
+
+    all_rois = config.TRAIN_ROIS_PER_IMAGE
+
+    class AllROIs(FirstROIs):
+        def __init__(self, count, **kwargs):
+            super().__init__(all_rois, **kwargs)
+
+    saved = mrcnn.heads.WindowConv2D, mrcnn.graph.FirstROIs
+    mrcnn.heads.WindowConv2D, mrcnn.graph.FirstROIs = keras.layers.Conv2D, AllROIs
+    try:
+        return MaskRCNN("training", config, logs)
+    finally:
+        mrcnn.heads.WindowConv2D, mrcnn.graph.FirstROIs = saved
 
 
 if __name__ == "__main__":
