@@ -30,7 +30,7 @@ def assert_same_outputs(got, want):
 
 def test_frozen_equals_unfrozen_and_is_frozen_once(model, rng):
     molded, metas = batch(model, rng)
-    frozen = Predictor(model.keras_model, freeze=True)
+    frozen = Predictor(model.keras_model, freeze=True, freeze_after=1)
     plain = Predictor(model.keras_model, freeze=False)
     want = plain(molded, metas)
     got = frozen(molded, metas)
@@ -44,7 +44,7 @@ def test_frozen_equals_unfrozen_and_is_frozen_once(model, rng):
 def test_weight_change_refreezes(tmp_path, rng):
     model = MaskRCNN("inference", TinyConfig(), str(tmp_path))
     molded, metas = batch(model, rng)
-    predictor = Predictor(model.keras_model, freeze=True)
+    predictor = Predictor(model.keras_model, freeze=True, freeze_after=1)
     before = predictor(molded, metas)
     layer = model.keras_model.get_layer("rpn_model").get_layer("rpn_class_raw")
     kernel, bias = layer.get_weights()
@@ -56,7 +56,7 @@ def test_weight_change_refreezes(tmp_path, rng):
 
 
 def test_many_shapes_fall_back_to_the_variable_graph(model, rng):
-    predictor = Predictor(model.keras_model, freeze=True, max_frozen_shapes=1)
+    predictor = Predictor(model.keras_model, freeze=True, max_frozen_shapes=1, freeze_after=1)
     molded, metas = batch(model, rng)
     predictor(molded, metas)
     assert predictor.freezes == 1
@@ -65,6 +65,26 @@ def test_many_shapes_fall_back_to_the_variable_graph(model, rng):
     assert_same_outputs(single, Predictor(model.keras_model, freeze=False)(molded[:1], metas[:1]))
     with pytest.raises(ValueError, match="max_frozen_shapes"):
         Predictor(model.keras_model, max_frozen_shapes=0)
+    with pytest.raises(ValueError, match="freeze_after"):
+        Predictor(model.keras_model, freeze_after=0)
+
+
+def test_freezing_waits_for_repeated_weights(model, rng):
+    molded, metas = batch(model, rng)
+    predictor = Predictor(model.keras_model, freeze=True, freeze_after=3)
+    for expected in (0, 0, 1, 1):
+        predictor(molded, metas)
+        assert predictor.freezes == expected
+
+
+def test_low_precision_models_are_not_frozen(tmp_path):
+    class Bf16(TinyConfig):
+        DTYPE_POLICY = "mixed_bfloat16"
+
+    model = MaskRCNN("inference", Bf16(), str(tmp_path))
+    image = np.zeros((64, 64, 3), np.uint8)
+    model.detect([image, image])
+    assert model._predict_fn.freeze is False
 
 
 def test_detect_uses_the_config_switch(tmp_path, rng):
@@ -76,6 +96,9 @@ def test_detect_uses_the_config_switch(tmp_path, rng):
     plain_model = MaskRCNN("inference", Plain(), str(tmp_path))
     plain_model.keras_model.set_weights(frozen_model.keras_model.get_weights())
     a = frozen_model.detect([image, image])
+    assert frozen_model._predict_fn.freezes == 0  # the first call runs the variable graph
+    a = frozen_model.detect([image, image])
+    b = plain_model.detect([image, image])
     b = plain_model.detect([image, image])
     assert frozen_model._predict_fn.freezes == 1 and plain_model._predict_fn.freezes == 0
     for key in ("rois", "class_ids", "scores", "masks"):
