@@ -30,7 +30,7 @@ LAYER_GROUPS = {
 
 def is_decayed(variable):
     """Whether L2 weight decay applies to ``variable``: the kernels (conv / dense weights)."""
-    return "kernel" in variable.path
+    return "kernel" in getattr(variable, "path", variable.name)
 
 
 class MomentumSGD(keras.optimizers.SGD):
@@ -78,7 +78,7 @@ class MomentumSGD(keras.optimizers.SGD):
             grads = [g if g is None or not is_decayed(v)
                      else g + ops.cast(self.l2_decay, g.dtype) * ops.cast(v, g.dtype)
                      for g, v in zip(grads, variables)]
-        return super().apply(grads, trainable_variables)
+        return super().apply(grads, None if trainable_variables is None else variables)
 
     def _clip_gradients(self, grads):
         """Compute the global clipping factor (kept for update_step); grads pass unchanged."""
@@ -173,6 +173,8 @@ class MaskRCNNTrainer(keras.Model):
         if self.weight_decay == 0.0:
             return ops.zeros((), dtype="float32")
         optimizer = getattr(self, "optimizer", None)
+        # Keras wraps the optimizer in a LossScaleOptimizer under mixed_float16.
+        optimizer = getattr(optimizer, "inner_optimizer", optimizer)
         applied_by_optimizer = (isinstance(optimizer, MomentumSGD)
                                 and optimizer.l2_decay == self.weight_decay)
         terms = []

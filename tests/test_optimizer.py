@@ -64,3 +64,29 @@ def test_momentum_sgd_validation_and_config():
     config = MomentumSGD(0.01, 0.9, global_clipnorm=5.0, l2_decay=1e-4).get_config()
     restored = MomentumSGD.from_config(config)
     assert (restored.l2_decay, restored.global_clipnorm, float(restored.momentum)) == (1e-4, 5.0, 0.9)
+
+
+@pytest.mark.parametrize("wrap", [False, True])
+def test_trainer_leaves_the_decay_gradient_to_momentum_sgd(wrap):
+    from mrcnn.training import MaskRCNNTrainer
+    inputs = keras.Input((3,))
+    outputs = keras.layers.Dense(2, name="fc")(inputs)
+    kernel = None
+
+    def decay_and_grad(optimizer):
+        nonlocal kernel
+        trainer = MaskRCNNTrainer(inputs, {"y": outputs}, weight_decay=0.1)
+        trainer.compile(optimizer=optimizer)
+        kernel = trainer.get_layer("fc").kernel
+        with tf.GradientTape() as tape:
+            value = trainer.weight_decay_loss()
+        return float(value), tape.gradient(value, kernel.value)
+
+    fused = MomentumSGD(0.01, 0.9, l2_decay=0.1)
+    if wrap:  # what Keras does under mixed_float16
+        fused = keras.optimizers.LossScaleOptimizer(fused)
+    value, grad = decay_and_grad(fused)
+    np.testing.assert_allclose(value, 0.05 * np.sum(np.square(kernel.numpy())), rtol=1e-6)
+    assert grad is None  # MomentumSGD adds the decay gradient itself
+    value, grad = decay_and_grad(keras.optimizers.SGD(0.01))
+    np.testing.assert_allclose(grad.numpy(), 0.1 * kernel.numpy(), rtol=1e-6)
