@@ -11,8 +11,9 @@ between sessions, so only same-process ratios compare):
 - "variables": the same graph run on the weight variables (FREEZE_INFERENCE_WEIGHTS
   False), timed alternately with the default run.
 - "floor": the graph's floating-point operations (TensorFlow's profiler on the traced
-  graph) divided by the GFLOP/s of a 2048 x 2048 matmul in the benchmark's precision,
-  i.e. the time of the arithmetic alone at the machine's best rate.
+  graph) divided by the GFLOP/s of a 2048 x 2048 matmul in the benchmark's precision
+  (measured after every timed round, median), i.e. the time of the arithmetic alone
+  at the machine's matmul rate.
 """
 import argparse
 import json
@@ -41,6 +42,8 @@ def parse_args(argv=None):
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--num-classes", type=int, default=81)
+    parser.add_argument("--inter-op-threads", type=int, default=0,
+                        help="TensorFlow inter-op threads (0: TensorFlow's default)")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the same-process baselines (variables graph, FLOP floor)")
     return parser.parse_args(argv)
@@ -51,6 +54,9 @@ def main(argv=None):
     import numpy as np
     import skimage.data
     import tensorflow as tf
+
+    if args.inter_op_threads:
+        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
 
     from mrcnn.config import Config
     from mrcnn.model import MaskRCNN
@@ -84,6 +90,7 @@ def main(argv=None):
         from mrcnn.predictor import Predictor
         predictors["variables"] = Predictor(model.keras_model, freeze=False)
     times = {name: [] for name in predictors}
+    matmul_rates = []
     for run in range(args.warmup + args.runs):
         for name, predictor in predictors.items():  # alternate, so that drift hits both
             model._predict_fn = predictor
@@ -91,6 +98,8 @@ def main(argv=None):
             model.detect(images)
             if run >= args.warmup:
                 times[name].append((time.perf_counter() - t0) / args.batch)
+        if run >= args.warmup and not args.no_baseline:
+            matmul_rates.append(matmul_gflops_per_s(args.precision, runs=3))
     model._predict_fn = predictors["default"]
     per_image = times["default"]
     result = {
@@ -113,6 +122,7 @@ def main(argv=None):
         "params": int(model.keras_model.count_params()),
         "tensorflow": tf.__version__,
         "cpu_count": os.cpu_count(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "machine": platform.machine(),
         "gpus": len(tf.config.list_physical_devices("GPU")),
         "detections": int(len(model.detect([image])[0]["class_ids"])),
@@ -122,7 +132,7 @@ def main(argv=None):
         median = result["median_s_per_image"]
         variables = statistics.median(times["variables"])
         gflops = graph_gflops(model, images)
-        peak = matmul_gflops_per_s(args.precision)
+        peak = statistics.median(matmul_rates)
         floor = gflops / peak / args.batch
         result.update({
             "variables_median_s_per_image": variables,
