@@ -13,6 +13,7 @@ import string
 
 import keras
 
+from mrcnn.layers.conv import WinogradConv2D
 from mrcnn.layers.norm import NORM_KINDS, norm_layer
 
 logger = logging.getLogger(__name__)
@@ -21,14 +22,17 @@ logger = logging.getLogger(__name__)
 STAGE4_IDENTITY_BLOCKS = {"resnet50": 5, "resnet101": 22}
 
 
-def _conv(filters, kernel_size, name, strides=1, padding="valid"):
+def _conv(filters, kernel_size, name, strides=1, padding="valid", winograd=False):
+    if winograd:
+        return WinogradConv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=True,
+                              name=name, winograd=True)
     return keras.layers.Conv2D(
         filters, kernel_size, strides=strides, padding=padding, use_bias=True, name=name
     )
 
 
 def bottleneck_block(x, kernel_size, filters, stage, block, strides=None,
-                     train_bn=False, norm="batch", gn_groups=32):
+                     train_bn=False, norm="batch", gn_groups=32, winograd=False):
     """One ResNet bottleneck block: 1x1 -> kxk -> 1x1 convs plus a shortcut.
 
     Args:
@@ -41,6 +45,7 @@ def bottleneck_block(x, kernel_size, filters, stage, block, strides=None,
             conv block (stride of the first 1x1 conv and of the 1x1 shortcut
             conv ``res{stage}{block}_branch1``).
         train_bn, norm, gn_groups: see ``mrcnn.layers.norm.norm_layer``.
+        winograd: bool, run the middle conv as a ``WinogradConv2D`` (inference on CPU).
 
     Returns:
         [batch, H / s, W / s, f3] Keras tensor (s = strides or 1), the output of
@@ -56,7 +61,7 @@ def bottleneck_block(x, kernel_size, filters, stage, block, strides=None,
     y = norm_layer(norm, bn_name + "2a", train_bn, gn_groups)(y)
     y = keras.layers.ReLU(name=f"res{prefix}_branch2a_relu")(y)
 
-    y = _conv(f2, kernel_size, conv_name + "2b", padding="same")(y)
+    y = _conv(f2, kernel_size, conv_name + "2b", padding="same", winograd=winograd)(y)
     y = norm_layer(norm, bn_name + "2b", train_bn, gn_groups)(y)
     y = keras.layers.ReLU(name=f"res{prefix}_branch2b_relu")(y)
 
@@ -85,19 +90,20 @@ def conv_block(x, kernel_size, filters, stage, block, strides=2, train_bn=False,
                             train_bn=train_bn, norm=norm, gn_groups=gn_groups)
 
 
-def _stage(x, stage, filters, num_blocks, strides, train_bn, norm, gn_groups):
+def _stage(x, stage, filters, num_blocks, strides, train_bn, norm, gn_groups, winograd):
     """A conv block (letter "a") followed by ``num_blocks - 1`` identity blocks."""
     if num_blocks > len(string.ascii_lowercase):
         raise ValueError(f"at most 26 blocks per stage are named, got {num_blocks}")
     x = bottleneck_block(x, 3, filters, stage, "a", strides=strides,
-                         train_bn=train_bn, norm=norm, gn_groups=gn_groups)
+                         train_bn=train_bn, norm=norm, gn_groups=gn_groups, winograd=winograd)
     for letter in string.ascii_lowercase[1:num_blocks]:
         x = bottleneck_block(x, 3, filters, stage, letter,
-                             train_bn=train_bn, norm=norm, gn_groups=gn_groups)
+                             train_bn=train_bn, norm=norm, gn_groups=gn_groups, winograd=winograd)
     return x
 
 
-def resnet_graph(input_image, architecture, stage5=True, train_bn=False, norm="batch", gn_groups=32):
+def resnet_graph(input_image, architecture, stage5=True, train_bn=False, norm="batch", gn_groups=32,
+                 winograd=False):
     """Caffe-style ResNet-50 or ResNet-101 on a Keras image tensor.
 
     Args:
@@ -110,6 +116,8 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=False, norm="b
             ``TRAIN_BN = False``); True / None: ordinary batch norm.
         norm: "batch" or "group" (``Config.NORMALIZATION``).
         gn_groups: maximum group count for "group" (``Config.GROUP_NORM_GROUPS``).
+        winograd: bool, the 3x3 convs of the bottlenecks are ``WinogradConv2D`` layers, which
+            use Winograd's algorithm where it is faster (wide layers, float32).
 
     Returns:
         [C1, C2, C3, C4, C5] Keras tensors, channels last:
@@ -131,7 +139,7 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=False, norm="b
     x = keras.layers.ReLU(name="conv1_relu")(x)
     c1 = x = keras.layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
 
-    common = dict(train_bn=train_bn, norm=norm, gn_groups=gn_groups)
+    common = dict(train_bn=train_bn, norm=norm, gn_groups=gn_groups, winograd=winograd)
     c2 = x = _stage(x, 2, (64, 64, 256), 3, strides=1, **common)
     c3 = x = _stage(x, 3, (128, 128, 512), 4, strides=2, **common)
     c4 = x = _stage(x, 4, (256, 256, 1024), 1 + STAGE4_IDENTITY_BLOCKS[architecture], strides=2, **common)
@@ -139,7 +147,7 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=False, norm="b
     return [c1, c2, c3, c4, c5]
 
 
-def build_fpn(c2, c3, c4, c5, pyramid_size=256):
+def build_fpn(c2, c3, c4, c5, pyramid_size=256, winograd=False):
     """Feature pyramid network on the ResNet stages C2..C5.
 
     Args:
@@ -147,6 +155,7 @@ def build_fpn(c2, c3, c4, c5, pyramid_size=256):
             [batch, H/s, W/s, channels], channels last.
         pyramid_size: int, channels of every pyramid level
             (``Config.TOP_DOWN_PYRAMID_SIZE``).
+        winograd: bool, the 3x3 output convs are ``WinogradConv2D`` layers.
 
     Returns:
         [P2, P3, P4, P5, P6] Keras tensors, [batch, H/s, W/s, pyramid_size] for
@@ -163,9 +172,9 @@ def build_fpn(c2, c3, c4, c5, pyramid_size=256):
     p2 = keras.layers.Add(name="fpn_p2add")([up, _conv(pyramid_size, 1, "fpn_c2p2")(c2)])
 
     # 3x3 output convs smooth the aliasing of the upsampling.
-    p2 = _conv(pyramid_size, 3, "fpn_p2", padding="same")(p2)
-    p3 = _conv(pyramid_size, 3, "fpn_p3", padding="same")(p3)
-    p4 = _conv(pyramid_size, 3, "fpn_p4", padding="same")(p4)
-    p5 = _conv(pyramid_size, 3, "fpn_p5", padding="same")(p5)
+    p2 = _conv(pyramid_size, 3, "fpn_p2", padding="same", winograd=winograd)(p2)
+    p3 = _conv(pyramid_size, 3, "fpn_p3", padding="same", winograd=winograd)(p3)
+    p4 = _conv(pyramid_size, 3, "fpn_p4", padding="same", winograd=winograd)(p4)
+    p5 = _conv(pyramid_size, 3, "fpn_p5", padding="same", winograd=winograd)(p5)
     p6 = keras.layers.MaxPooling2D(pool_size=1, strides=2, name="fpn_p6")(p5)
     return [p2, p3, p4, p5, p6]

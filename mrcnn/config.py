@@ -186,6 +186,13 @@ class Config:
     # always runs the graph on the variables.
     FREEZE_INFERENCE_WEIGHTS = True
 
+    # The inference graph runs its wide 3x3 convolutions (FPN outputs, RPN, ResNet stages 4
+    # and 5) by Winograd's algorithm (mrcnn.winograd): 2.25x fewer multiplications, equal
+    # to the direct convolution up to float32 rounding. "auto": in float32 when TensorFlow
+    # sees no GPU (GPU libraries choose their own algorithms). True: in float32 on any
+    # device. False: never. Training graphs always use the direct convolution.
+    WINOGRAD_CONVS = "auto"
+
     def __init__(self):
         """Compute the derived attributes and check every value."""
         self.MEAN_PIXEL = np.asarray(self.MEAN_PIXEL, dtype=np.float32)
@@ -224,6 +231,8 @@ class Config:
         if not isinstance(self.FREEZE_INFERENCE_WEIGHTS, bool):
             raise ValueError("FREEZE_INFERENCE_WEIGHTS must be True or False, "
                              f"got {self.FREEZE_INFERENCE_WEIGHTS!r}")
+        if not (isinstance(self.WINOGRAD_CONVS, bool) or self.WINOGRAD_CONVS == "auto"):
+            raise ValueError(f'WINOGRAD_CONVS must be True, False or "auto", got {self.WINOGRAD_CONVS!r}')
         _check_choice("IMAGE_RESIZE_MODE", self.IMAGE_RESIZE_MODE, RESIZE_MODES)
         _check_choice("NORMALIZATION", self.NORMALIZATION, NORMALIZATIONS)
         _check_choice("ROI_ALIGN_MODE", self.ROI_ALIGN_MODE, ROI_ALIGN_MODES)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 
 import keras
+import tensorflow as tf
 
 from mrcnn.backbone import build_fpn, resnet_graph
 from mrcnn.heads import build_rpn_model, fpn_classifier_head, fpn_mask_head
@@ -37,10 +38,22 @@ def dtype_policy_scope(policy_name):
         keras.config.set_dtype_policy(previous)
 
 
-def build_backbone(input_image, config):
+def use_winograd(config):
+    """Whether the inference graph's wide 3x3 convs use Winograd (``Config.WINOGRAD_CONVS``).
+
+    "auto" means: the model computes in float32 and TensorFlow sees no GPU.
+    """
+    if config.WINOGRAD_CONVS == "auto":
+        policy = keras.dtype_policies.get(config.DTYPE_POLICY or keras.config.dtype_policy().name)
+        return policy.compute_dtype == "float32" and not tf.config.list_physical_devices("GPU")
+    return bool(config.WINOGRAD_CONVS)
+
+
+def build_backbone(input_image, config, winograd=False):
     """ResNet (or the user's callable) and FPN.
 
     input_image: [batch, H, W, C] KerasTensor, molded (mean subtracted).
+    winograd: bool, the ResNet and FPN 3x3 convs are ``WinogradConv2D`` layers (inference).
     Returns (rpn_feature_maps [P2..P6], mrcnn_feature_maps [P2..P5]), each
     [batch, H / stride, W / stride, TOP_DOWN_PYRAMID_SIZE].
     """
@@ -53,20 +66,21 @@ def build_backbone(input_image, config):
     else:
         _, c2, c3, c4, c5 = resnet_graph(
             input_image, config.BACKBONE, stage5=True, train_bn=config.TRAIN_BN,
-            norm=config.NORMALIZATION, gn_groups=config.GROUP_NORM_GROUPS)
-    p2, p3, p4, p5, p6 = build_fpn(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE)
+            norm=config.NORMALIZATION, gn_groups=config.GROUP_NORM_GROUPS, winograd=winograd)
+    p2, p3, p4, p5, p6 = build_fpn(c2, c3, c4, c5, config.TOP_DOWN_PYRAMID_SIZE, winograd=winograd)
     return [p2, p3, p4, p5, p6], [p2, p3, p4, p5]
 
 
-def build_rpn(input_image, rpn_feature_maps, config):
+def build_rpn(input_image, rpn_feature_maps, config, winograd=False):
     """Shared RPN over every level, concatenated, plus the matching anchors.
 
     Returns (rpn_class_logits [batch, A, 2], rpn_class [batch, A, 2] probabilities,
     rpn_bbox [batch, A, (dy, dx, log(dh), log(dw))], anchors [batch, A, (y1, x1, y2, x2)]
-    float32 normalized).
+    float32 normalized). winograd: bool, the shared conv is a ``WinogradConv2D`` (inference).
     """
     rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
-                          config.TOP_DOWN_PYRAMID_SIZE, conv_filters=config.RPN_CONV_FILTERS)
+                          config.TOP_DOWN_PYRAMID_SIZE, conv_filters=config.RPN_CONV_FILTERS,
+                          winograd=winograd)
     per_level = [rpn(p) for p in rpn_feature_maps]
     names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
     outputs = [
@@ -109,13 +123,15 @@ def classifier_head(rois, image_meta, mrcnn_feature_maps, config):
         norm=config.NORMALIZATION, gn_groups=config.GROUP_NORM_GROUPS)
 
 
-def mask_head(rois, image_meta, mrcnn_feature_maps, config):
-    """RoIAlign + mask head: rois [batch, N, 4] normalized -> [batch, N, 2P, 2P, K] sigmoid."""
+def mask_head(rois, image_meta, mrcnn_feature_maps, config, winograd=False):
+    """RoIAlign + mask head: rois [batch, N, 4] normalized -> [batch, N, 2P, 2P, K] sigmoid.
+
+    winograd: bool, the head's 3x3 convs are ``WinogradConv2D`` layers (inference)."""
     pooled = roi_align("roi_align_mask", config.MASK_POOL_SIZE, config)(
         [rois, image_meta] + mrcnn_feature_maps)
     return fpn_mask_head(pooled, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
                          norm=config.NORMALIZATION, gn_groups=config.GROUP_NORM_GROUPS,
-                         filters=config.MASK_HEAD_FILTERS)
+                         filters=config.MASK_HEAD_FILTERS, winograd=winograd)
 
 
 def image_inputs(config):
@@ -134,10 +150,11 @@ def build_inference_model(config):
     mrcnn_mask [batch, DETECTION_MAX_INSTANCES, h, w, K]; ROI [batch, N, 4] normalized;
     rpn_class [batch, A, 2]; rpn_bbox [batch, A, 4].
     """
+    winograd = use_winograd(config)
     with dtype_policy_scope(config.DTYPE_POLICY):
         input_image, input_image_meta = image_inputs(config)
-        rpn_feature_maps, mrcnn_feature_maps = build_backbone(input_image, config)
-        _, rpn_class, rpn_bbox, anchors = build_rpn(input_image, rpn_feature_maps, config)
+        rpn_feature_maps, mrcnn_feature_maps = build_backbone(input_image, config, winograd=winograd)
+        _, rpn_class, rpn_bbox, anchors = build_rpn(input_image, rpn_feature_maps, config, winograd=winograd)
         rpn_rois = proposal_layer(config, config.POST_NMS_ROIS_INFERENCE)(
             [rpn_class, rpn_bbox, anchors])
         _, mrcnn_class, mrcnn_bbox = classifier_head(
@@ -149,7 +166,8 @@ def build_inference_model(config):
             bbox_std_dev=list(config.BBOX_STD_DEV),
             name="mrcnn_detection")([rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
         detection_boxes = DetectionBoxes(name="mrcnn_detection_boxes")(detections)
-        mrcnn_mask = mask_head(detection_boxes, input_image_meta, mrcnn_feature_maps, config)
+        mrcnn_mask = mask_head(detection_boxes, input_image_meta, mrcnn_feature_maps, config,
+                               winograd=winograd)
         return keras.Model(
             [input_image, input_image_meta],
             [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox],

@@ -12,6 +12,7 @@ import logging
 
 import keras
 
+from mrcnn.layers.conv import WinogradConv2D
 from mrcnn.layers.norm import NORM_KINDS, norm_layer
 from mrcnn.layers.per_roi import FlattenROIs, UnflattenROIs, WindowConv2D
 
@@ -34,7 +35,7 @@ def _check_pooled(pooled, head):
     return shape[1:]
 
 
-def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_filters=512):
+def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_filters=512, winograd=False):
     """The RPN as a Keras model, shared by all pyramid levels.
 
     Args:
@@ -44,6 +45,8 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_filters=512
         depth: int, channels of the feature maps (``TOP_DOWN_PYRAMID_SIZE``).
         conv_filters: int F, channels of the shared 3x3 conv (``RPN_CONV_FILTERS``;
             512 in matterport's weights).
+        winograd: bool, the shared conv is a ``WinogradConv2D`` (Winograd's algorithm on
+            the levels where it is faster; inference in float32).
 
     Returns:
         ``keras.Model`` named "rpn_model". Input "input_rpn_feature_map":
@@ -65,8 +68,10 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_filters=512
     _check_positive_int("depth", depth)
     _check_positive_int("conv_filters", conv_filters)
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    shared = keras.layers.Conv2D(conv_filters, 3, strides=anchor_stride, padding="same", activation="relu",
-                                 name="rpn_conv_shared")(feature_map)
+    conv = WinogradConv2D if winograd else keras.layers.Conv2D
+    options = {"winograd": True} if winograd else {}
+    shared = conv(conv_filters, 3, strides=anchor_stride, padding="same", activation="relu",
+                         name="rpn_conv_shared", **options)(feature_map)
 
     # [batch, h, w, 2A]: channel 2a + k is score k of anchor a; reshaping to
     # [batch, h * w * A, 2] walks rows, then columns, then anchors.
@@ -123,7 +128,8 @@ def fpn_classifier_head(pooled, num_classes, train_bn=False, fc_layers_size=1024
     return mrcnn_class_logits, mrcnn_class, mrcnn_bbox
 
 
-def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=32, filters=256):
+def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=32, filters=256,
+                  winograd=False):
     """Mask head on ROI-aligned features.
 
     Args:
@@ -135,6 +141,7 @@ def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=3
         norm: "batch" or "group"; gn_groups: maximum groups for "group".
         filters: channels of the four 3x3 convs and the deconv (``MASK_HEAD_FILTERS``;
             256 in matterport's weights).
+        winograd: bool, the four 3x3 convs are ``WinogradConv2D`` layers (inference).
 
     Returns:
         masks: [batch, num_rois, 2P, 2P, K] float32 in [0, 1] (sigmoid), one
@@ -148,8 +155,10 @@ def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=3
         raise ValueError(f"norm must be one of {NORM_KINDS}, got {norm!r}")
 
     x = FlattenROIs(name="mrcnn_mask_flatten_rois")(pooled)  # [B*N, P, P, C]
+    conv = WinogradConv2D if winograd else keras.layers.Conv2D
+    options = {"winograd": True} if winograd else {}
     for i in range(1, 5):
-        x = keras.layers.Conv2D(filters, 3, padding="same", name=f"mrcnn_mask_conv{i}")(x)
+        x = conv(filters, 3, padding="same", name=f"mrcnn_mask_conv{i}", **options)(x)
         x = norm_layer(norm, f"mrcnn_mask_bn{i}", train_bn, gn_groups)(x)
         x = keras.layers.ReLU(name=f"mrcnn_mask_relu{i}")(x)
     x = keras.layers.Conv2DTranspose(filters, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
