@@ -10,12 +10,17 @@ Baselines measured in the same process (the machine's speed drifts by tens of pe
 between sessions, so only same-process ratios compare):
 - "variables": the same graph run on the weight variables (FREEZE_INFERENCE_WEIGHTS
   False), timed alternately with the default run.
-- "floor": the graph's floating-point operations (TensorFlow's profiler on the traced
-  graph) divided by the GFLOP/s of a 2048 x 2048 matmul in the benchmark's precision
-  (measured after every timed round, median), i.e. the time of the arithmetic alone
-  at the machine's matmul rate.
+- "direct": the frozen graph with every convolution computed directly (no Winograd,
+  WINOGRAD_CONVS False), timed alternately too. Only where Winograd is on.
+- "floor": the model's floating-point operations with direct convolutions (TensorFlow's
+  profiler on the traced graph) divided by the GFLOP/s of a 2048 x 2048 matmul in the
+  benchmark's precision (measured after every timed round, median), i.e. the time of
+  the model's arithmetic at the machine's matmul rate. Winograd's algorithm does fewer
+  multiplications than the model's nominal count ("executed_gflops_per_batch"), so a
+  ratio below 1 is possible.
 """
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -86,9 +91,16 @@ def main(argv=None):
         model.detect(images)
         first_calls_s.append(time.perf_counter() - t0)
     predictors = {"default": model._predict_fn}
+    winograd_layers = [layer for layer in all_layers(model.keras_model) if getattr(layer, "winograd", False)]
     if not args.no_baseline:
         from mrcnn.predictor import Predictor
         predictors["variables"] = Predictor(model.keras_model, freeze=False)
+        if winograd_layers and model._predict_fn.freeze:
+            direct = Predictor(model.keras_model, freeze_after=1)
+            with winograd_off(winograd_layers):
+                model._predict_fn = direct
+                model.detect(images)  # traces and freezes the direct-convolution graph
+            predictors["direct"] = direct
     times = {name: [] for name in predictors}
     matmul_rates = []
     for run in range(args.warmup + args.runs):
@@ -119,6 +131,7 @@ def main(argv=None):
         "first_call_s": first_calls_s[0],
         "second_call_s": first_calls_s[1],
         "frozen_weights": bool(model._predict_fn.freezes),
+        "winograd_layers": len(winograd_layers),
         "params": int(model.keras_model.count_params()),
         "tensorflow": tf.__version__,
         "cpu_count": os.cpu_count(),
@@ -131,30 +144,58 @@ def main(argv=None):
     if not args.no_baseline:
         median = result["median_s_per_image"]
         variables = statistics.median(times["variables"])
-        gflops = graph_gflops(model, images)
+        executed = graph_gflops(model, images)
+        with winograd_off(winograd_layers):
+            gflops = graph_gflops(model, images)
         peak = statistics.median(matmul_rates)
         floor = gflops / peak / args.batch
         result.update({
             "variables_median_s_per_image": variables,
             "speedup_over_variables": variables / median,
             "graph_gflops_per_batch": gflops,
+            "executed_gflops_per_batch": executed,
             "matmul_gflops_per_s": peak,
             "floor_s_per_image": floor,
             "ratio_to_floor": median / floor,
         })
+        if "direct" in times:
+            result["direct_median_s_per_image"] = statistics.median(times["direct"])
+            result["speedup_over_direct"] = result["direct_median_s_per_image"] / median
     print(json.dumps(result, indent=2))
     return result
 
 
+def all_layers(keras_model):
+    """Every layer of ``keras_model``, nested models (the RPN) included."""
+    for layer in keras_model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from all_layers(layer)
+
+
+@contextlib.contextmanager
+def winograd_off(layers):
+    """Run ``layers`` (WinogradConv2D) as direct convolutions inside the block (for traces)."""
+    for layer in layers:
+        layer.winograd = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.winograd = True
+
+
 def graph_gflops(model, images):
-    """Floating-point operations (GFLOP) of one batch through the traced inference graph."""
+    """Floating-point operations (GFLOP) of one batch through a fresh trace of the inference graph."""
     import numpy as np
     import tensorflow as tf
     from tensorflow.python.profiler.model_analyzer import profile
     from tensorflow.python.profiler.option_builder import ProfileOptionBuilder
 
     molded, metas, _ = model.mold_inputs(images)
-    concrete = model._predict_fn._function.get_concrete_function(
+    keras_model = model.keras_model
+    function = tf.function(lambda x, m: keras_model([x, m], training=False), autograph=False)
+    concrete = function.get_concrete_function(
         tf.TensorSpec(molded.shape, tf.float32), tf.TensorSpec(np.shape(metas), tf.float32))
     options = ProfileOptionBuilder(ProfileOptionBuilder.float_operation()).with_empty_output().build()
     return profile(concrete.graph, options=options).total_float_ops / 1e9
