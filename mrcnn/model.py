@@ -164,11 +164,9 @@ class MaskRCNN:
         keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[0]
         boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
         height, width = int(original_image_shape[0]), int(original_image_shape[1])
-        if len(keep):
-            full_masks = np.stack([utils.unmold_mask(masks[i], boxes[i], original_image_shape)
-                                   for i in range(len(keep))], axis=-1)
-        else:
-            full_masks = np.zeros((height, width, 0), dtype=bool)
+        full_masks = np.zeros((height, width, len(keep)), dtype=bool)
+        for i in range(len(keep)):  # each mask is written into its box only
+            utils.unmold_mask(masks[i], boxes[i], original_image_shape, out=full_masks[:, :, i])
         return boxes.astype(np.int32), class_ids, scores, full_masks
 
     def _check_images(self, images):

@@ -423,20 +423,26 @@ def expand_mask(bbox, mini_mask, image_shape):
     return mask
 
 
-def unmold_mask(mask, bbox, image_shape):
+def unmold_mask(mask, bbox, image_shape, out=None):
     """Turn a predicted small mask into a full-image bool mask.
 
     mask: [h, w] float probabilities (e.g. the 28x28 head output).
     bbox: (y1, x1, y2, x2) int pixels in the image. image_shape: (H, W, ...).
+    out: optional [H, W] bool array of zeros (e.g. one channel of an [H, W, N] stack) to
+        write into instead of allocating; only the box's pixels are written.
 
-    Returns: [H, W] bool: the mask resized to the box and thresholded at 0.5; the part
-    of the box outside the image is dropped.
+    Returns: [H, W] bool (``out`` when given): the mask resized to the box and thresholded
+    at 0.5; the part of the box outside the image is dropped.
     """
     y1, x1, y2, x2 = _box_ints(bbox, 0, "unmold_mask")
+    shape = tuple(int(d) for d in image_shape[:2])
+    if out is None:
+        out = np.zeros(shape, dtype=bool)
+    elif out.shape != shape or out.dtype != bool:
+        raise ValueError(f"out must be a {shape} bool array, got {out.shape} {out.dtype}")
     resized = resize(np.asarray(mask, dtype=np.float32), (y2 - y1, x2 - x1)) >= 0.5
-    full = np.zeros(tuple(image_shape[:2]), dtype=bool)
-    _paste(full, resized, y1, x1)
-    return full
+    _paste(out, resized, y1, x1)
+    return out
 
 
 def _paste(dst, src, y1, x1):

@@ -191,6 +191,18 @@ def test_unmold_mask_hand_example():
     assert clipped[8:, 8:].all() and clipped.sum() == 16
 
 
+def test_unmold_mask_writes_into_a_channel_of_a_stack():
+    small = np.zeros((4, 4), dtype=np.float32)
+    small[:, :2] = 1.0
+    stack = np.zeros((12, 12, 3), dtype=bool)
+    returned = utils.unmold_mask(small, (2, 2, 10, 10), (12, 12, 3), out=stack[:, :, 1])
+    assert np.shares_memory(returned, stack)
+    np.testing.assert_array_equal(stack[:, :, 1], utils.unmold_mask(small, (2, 2, 10, 10), (12, 12)))
+    assert not stack[:, :, 0].any() and not stack[:, :, 2].any()
+    with pytest.raises(ValueError, match=r"out must be a \(12, 12\) bool array, got \(12, 11\) bool"):
+        utils.unmold_mask(small, (2, 2, 10, 10), (12, 12), out=np.zeros((12, 11), bool))
+
+
 # ----------------------------------------------------------------------------- anchors
 def test_generate_anchors_2x2_hand_written():
     anchors = utils.generate_anchors(32, [0.5, 1, 2], (2, 2), 16, 1)
