@@ -181,7 +181,7 @@ class Config:
 
     # detect() runs the float32 inference graph with the weights folded in as constants
     # (from its second call with the same weights), which lets TensorFlow fold the frozen
-    # BatchNorms into the convolutions: about 1.27x faster on CPU, for a one-time cost
+    # BatchNorms into the convolutions: 1.1x to 1.3x faster on CPU, for a one-time cost
     # (mrcnn.predictor). The folded copy is rebuilt whenever the weights change. False
     # always runs the graph on the variables.
     FREEZE_INFERENCE_WEIGHTS = True

@@ -4,7 +4,8 @@
 variables are replaced by constants (``convert_variables_to_constants_v2``), so that
 TensorFlow's graph optimizer can fold each frozen BatchNorm into the convolution before
 it and fuse the bias and ReLU; the convolutions also see constant filters. On a 2-core
-CPU this makes float32 ResNet-FPN inference 1.2x to 1.3x faster at 1024 px.
+CPU this made float32 ResNet-FPN inference 1.2x to 1.3x faster at 1024 px with direct
+convolutions, and 1.1x with the Winograd convolutions (``Config.WINOGRAD_CONVS``).
 
 Freezing costs time once (about 17 s for ResNet-50 at 1024 px on 2 cores, against
 about 1 s saved per image), so the predictor runs the variable graph until the same
