@@ -190,7 +190,8 @@ class Config:
     # and 5) by Winograd's algorithm (mrcnn.winograd): 2.25x fewer multiplications, equal
     # to the direct convolution up to float32 rounding. "auto": in float32 when TensorFlow
     # sees no GPU (GPU libraries choose their own algorithms). True: in float32 on any
-    # device. False: never. Training graphs always use the direct convolution.
+    # device. False: never. Training graphs always use the direct convolution. It needs more
+    # memory: ResNet-50 at 1024 px, 2 images, peaked at 6.7 GB against 5.2 GB without.
     WINOGRAD_CONVS = "auto"
 
     def __init__(self):
