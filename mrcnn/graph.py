@@ -13,7 +13,7 @@ from mrcnn.backbone import build_fpn, resnet_graph
 from mrcnn.heads import build_rpn_model, fpn_classifier_head, fpn_mask_head
 from mrcnn.layers.common import PyramidAnchors
 from mrcnn.layers.detection import DetectionLayer
-from mrcnn.layers.outputs import DetectionBoxes, FirstROIs
+from mrcnn.layers.outputs import FirstROIs, PadROIs, ValidDetectionBoxes
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.roi_align import PyramidROIAlign
 
@@ -147,7 +147,8 @@ def build_inference_model(config):
     Inputs: input_image [batch, H, W, C] float32 molded; input_image_meta [batch, META].
     Outputs (in order): mrcnn_detection [batch, DETECTION_MAX_INSTANCES, (y1, x1, y2, x2,
     class_id, score)] normalized; mrcnn_class [batch, N, K]; mrcnn_bbox [batch, N, K, 4];
-    mrcnn_mask [batch, DETECTION_MAX_INSTANCES, h, w, K]; ROI [batch, N, 4] normalized;
+    mrcnn_mask [batch, DETECTION_MAX_INSTANCES, h, w, K] (all zero after the batch's largest
+    count of real detections); ROI [batch, N, 4] normalized;
     rpn_class [batch, A, 2]; rpn_bbox [batch, A, 4].
     """
     winograd = use_winograd(config)
@@ -165,9 +166,12 @@ def build_inference_model(config):
             nms_threshold=config.DETECTION_NMS_THRESHOLD,
             bbox_std_dev=list(config.BBOX_STD_DEV),
             name="mrcnn_detection")([rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
-        detection_boxes = DetectionBoxes(name="mrcnn_detection_boxes")(detections)
+        # The mask head runs on the real detections only (n per image, the batch's
+        # largest count); the masks are zero-padded back to DETECTION_MAX_INSTANCES slots.
+        detection_boxes = ValidDetectionBoxes(name="mrcnn_detection_boxes")(detections)
         mrcnn_mask = mask_head(detection_boxes, input_image_meta, mrcnn_feature_maps, config,
                                winograd=winograd)
+        mrcnn_mask = PadROIs(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mrcnn_mask)
         return keras.Model(
             [input_image, input_image_meta],
             [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox],

@@ -24,13 +24,15 @@ def _check_positive_int(name, value):
         raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
-def _check_pooled(pooled, head):
-    """Static (num_rois, pool_h, pool_w, channels) of a pooled ROI tensor."""
+def _check_pooled(pooled, head, dynamic_rois=False):
+    """Static (num_rois, pool_h, pool_w, channels) of a pooled ROI tensor (num_rois may be
+    None where ``dynamic_rois``)."""
     shape = tuple(pooled.shape)
-    if len(shape) != 5 or any(d is None for d in shape[1:]):
+    if len(shape) != 5 or any(d is None for d in shape[1 + int(dynamic_rois):]):
+        static = "pool and channels" if dynamic_rois else "num_rois, pool and channels"
         raise ValueError(
             f"{head} expects pooled features [batch, num_rois, pool, pool, channels] with static "
-            f"num_rois, pool and channels, got shape {shape}"
+            f"{static}, got shape {shape}"
         )
     return shape[1:]
 
@@ -135,7 +137,8 @@ def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=3
     Args:
         pooled: [batch, num_rois, P, P, C] Keras tensor, float32, the output of
             ``PyramidROIAlign`` with pool size P (``Config.MASK_POOL_SIZE``);
-            num_rois, P and C static, batch dynamic.
+            P and C static; batch and num_rois may be dynamic (the inference graph runs
+            the head on the detections only).
         num_classes: int K, including background.
         train_bn: False freezes the BatchNorm layers (see ``norm_layer``).
         norm: "batch" or "group"; gn_groups: maximum groups for "group".
@@ -149,7 +152,7 @@ def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=3
         outputs the ROI-folded [batch * num_rois, 2P, 2P, K]; the returned
         tensor is the output of "mrcnn_mask_unflatten_rois".
     """
-    num_rois = _check_pooled(pooled, "fpn_mask_head")[0]
+    num_rois = _check_pooled(pooled, "fpn_mask_head", dynamic_rois=True)[0]
     _check_positive_int("num_classes", num_classes)
     if norm not in NORM_KINDS:
         raise ValueError(f"norm must be one of {NORM_KINDS}, got {norm!r}")
@@ -163,4 +166,6 @@ def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=3
         x = keras.layers.ReLU(name=f"mrcnn_mask_relu{i}")(x)
     x = keras.layers.Conv2DTranspose(filters, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     x = keras.layers.Conv2D(num_classes, 1, activation="sigmoid", name="mrcnn_mask")(x)
+    if num_rois is None:
+        return UnflattenROIs(None, name="mrcnn_mask_unflatten_rois")([x, pooled])
     return UnflattenROIs(num_rois, name="mrcnn_mask_unflatten_rois")(x)

@@ -142,12 +142,20 @@ def test_mask_head_keeps_rois_independent(rng):
     np.testing.assert_allclose(single[0, 0], out[1, 2], rtol=1e-5, atol=1e-6)
 
 
-def test_heads_need_static_roi_count():
-    pooled = keras.Input((None, 7, 7, 256))
+def test_box_head_needs_static_roi_count_mask_head_does_not(rng):
+    pooled = keras.Input((None, 7, 7, 8))
     with pytest.raises(ValueError, match="static num_rois"):
         fpn_classifier_head(pooled, 4, False, 16)
-    with pytest.raises(ValueError, match="static num_rois"):
-        fpn_mask_head(pooled, 4, False)
+    with pytest.raises(ValueError, match="static pool and channels"):
+        fpn_mask_head(keras.Input((None, 7, None, 8)), 4, False)
+    # The inference graph runs the mask head on a run-time number of detections.
+    model = keras.Model(pooled, fpn_mask_head(pooled, 4, False, filters=8))
+    assert tuple(model.output.shape) == (None, None, 14, 14, 4)
+    for rois in (1, 5):
+        x = rng.standard_normal((2, rois, 7, 7, 8)).astype(np.float32)
+        out = model(x).numpy()
+        assert out.shape == (2, rois, 14, 14, 4)
+    np.testing.assert_allclose(model(x[:, :2]).numpy(), out[:, :2], rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="num_classes.*0"):
         fpn_mask_head(keras.Input((2, 7, 7, 8)), 0, False)
 
@@ -189,8 +197,17 @@ def test_unflatten_config_and_validation():
     layer = UnflattenROIs(5, name="unfold")
     clone = UnflattenROIs.from_config(layer.get_config())
     assert clone.num_rois == 5 and clone.name == "unfold"
+    assert UnflattenROIs.from_config(UnflattenROIs(None).get_config()).num_rois is None
     with pytest.raises(ValueError, match="num_rois.*0"):
         UnflattenROIs(0)
+
+
+def test_unflatten_with_a_run_time_roi_count(rng):
+    x = rng.standard_normal((2, 3, 4, 4, 5)).astype(np.float32)
+    flat = FlattenROIs()(x)
+    out = UnflattenROIs(None)([flat, x]).numpy()
+    np.testing.assert_array_equal(out, x)
+    assert UnflattenROIs(None).compute_output_shape([(None, 4, 4, 5), (2, None, 4, 4, 5)]) == (2, None, 4, 4, 5)
 
 
 def test_window_conv_equals_conv2d_forward_and_backward(rng):

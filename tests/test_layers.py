@@ -532,3 +532,35 @@ def test_box_layers_stay_float32_under_mixed_precision():
         assert [layer.supports_jit for layer in layers] == [True, True, False, False, False]
     finally:
         keras.config.set_dtype_policy(previous)
+
+
+# ------------------------------------------------------- detections for the mask head
+def test_valid_detection_boxes_keep_the_batch_largest_count():
+    from mrcnn.layers.outputs import ValidDetectionBoxes
+
+    detections = np.zeros((2, 5, 6), np.float32)
+    detections[0, :2] = [[0.1, 0.1, 0.5, 0.5, 3, 0.9], [0.2, 0.2, 0.6, 0.6, 1, 0.8]]
+    detections[1, :3] = [[0.0, 0.0, 0.3, 0.3, 2, 0.95], [0.3, 0.3, 0.9, 0.9, 2, 0.9],
+                         [0.5, 0.1, 0.7, 0.4, 1, 0.7]]
+    layer = ValidDetectionBoxes()
+    boxes = layer(detections).numpy()
+    np.testing.assert_array_equal(boxes, detections[:, :3, :4])
+    # No detection anywhere: one (zero) row, so that the mask head never sees an empty batch.
+    np.testing.assert_array_equal(layer(np.zeros((2, 5, 6), np.float32)).numpy(), np.zeros((2, 1, 4)))
+    assert layer.compute_output_shape((2, 5, 6)) == (2, None, 4)
+
+
+def test_pad_rois_zero_pads_to_the_slot_count(rng):
+    from mrcnn.layers.outputs import PadROIs
+
+    x = rng.standard_normal((2, 3, 4, 4, 2)).astype(np.float32)
+    out = PadROIs(5)(x).numpy()
+    assert out.shape == (2, 5, 4, 4, 2)
+    np.testing.assert_array_equal(out[:, :3], x)
+    assert not out[:, 3:].any()
+    padded = tf.function(lambda v: PadROIs(5)(v)).get_concrete_function(
+        tf.TensorSpec([2, None, 4, 4, 2], tf.float32))
+    assert tuple(padded.output_shapes) == (None, 5, 4, 4, 2)
+    assert PadROIs.from_config(PadROIs(7, name="pad").get_config()).count == 7
+    with pytest.raises(ValueError, match="count must be an integer >= 1, got 0"):
+        PadROIs(0)

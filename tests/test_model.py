@@ -240,3 +240,45 @@ def test_detect_molded_matches_detect(tmp_path, rng):
             np.testing.assert_array_equal(a[key], b[key])
     with pytest.raises(ValueError, match="molded_images"):
         model.detect_molded(molded[:2], metas)
+
+
+def test_mask_head_runs_on_real_detections_and_matches_all_slots(model, rng, tmp_path):
+    """Masks of the real detections equal the mask head run on every detection slot."""
+    images = [rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(2)]
+    molded, metas, _ = model.mold_inputs(images)
+    # More detection slots than ROIs, and a background logit pushed down so that every ROI
+    # is a detection: some slots are real, the rest padding.
+
+    class Roomy(InferConfig):
+        DETECTION_MAX_INSTANCES = InferConfig.POST_NMS_ROIS_INFERENCE + 8
+        DETECTION_MIN_CONFIDENCE = 0.0
+
+    roomy = MaskRCNN("inference", Roomy(), str(tmp_path))
+    roomy.keras_model.set_weights(model.keras_model.get_weights())
+    logits = roomy.keras_model.get_layer("mrcnn_class_logits")
+    kernel, bias = logits.get_weights()
+    bias[0] = -20.0
+    logits.set_weights([kernel, bias])
+    km = roomy.keras_model
+    detections, _, _, masks, _, _, _ = [np.asarray(o) for o in km([molded, metas], training=False)]
+    counts = (detections[..., 4] > 0).sum(axis=1)
+    n = int(counts.max())
+    assert 0 < n < detections.shape[1], counts
+    assert not masks[:, n:].any()
+    boxes = roomy.run_graph(molded, ["mrcnn_detection_boxes"], image_metas=metas)["mrcnn_detection_boxes"]
+    assert boxes.shape == (2, n, 4)
+
+    # The same head, layer by layer, on all DETECTION_MAX_INSTANCES boxes.
+    feats = roomy.run_graph(molded, ["fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5"], image_metas=metas)
+    x = km.get_layer("roi_align_mask")([detections[..., :4], metas] + list(feats.values()))
+    slots = detections.shape[1]
+    x = np.reshape(np.asarray(x), (2 * slots,) + tuple(x.shape[2:]))
+    for i in range(1, 5):
+        x = km.get_layer(f"mrcnn_mask_conv{i}")(x)
+        x = km.get_layer(f"mrcnn_mask_bn{i}")(x, training=False)
+        x = km.get_layer(f"mrcnn_mask_relu{i}")(x)
+    x = km.get_layer("mrcnn_mask")(km.get_layer("mrcnn_mask_deconv")(x))
+    full = np.reshape(np.asarray(x), (2, slots) + tuple(x.shape[1:]))
+    for image in range(2):
+        real = int(counts[image])
+        np.testing.assert_allclose(masks[image, :real], full[image, :real], rtol=0, atol=1e-5)

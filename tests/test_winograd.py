@@ -74,6 +74,7 @@ def test_layer_chooses_winograd_only_where_it_pays():
     assert layer.uses_winograd((1, 16, 16, 256))
     assert layer.uses_winograd((None, 16, 40, 512))
     assert layer.uses_winograd((100, 14, 14, 256))  # the mask head's ROIs
+    assert layer.uses_winograd((None, 14, 14, 256))  # ... when their count is dynamic
     assert not layer.uses_winograd((1, 12, 12, 256))  # fewer than 256 pixels
     assert not layer.uses_winograd((100, 4, 64, 256))  # thinner than 8 pixels
     assert not layer.uses_winograd((1, 32, 32, 128))  # too few input channels

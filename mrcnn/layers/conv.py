@@ -23,7 +23,8 @@ class WinogradConv2D(keras.layers.Conv2D):
         winograd_min_size: int >= 1; Winograd only when the input's static height and width
             are both at least this. Inputs of unknown size use the direct convolution.
         winograd_min_pixels: int >= 1; Winograd only when batch * height * width is at least
-            this (an unknown batch counts as 1).
+            this. An unknown batch passes (the mask head's batch is the number of detections,
+            known only at run time: few of them cost little either way, many gain).
 
     The defaults come from timings on a 2-core CPU (see ``mrcnn.winograd``): Winograd was
     faster from 256 channels on 16 x 16 pixels (or 100 ROIs of 14 x 14), slower at 128
@@ -63,7 +64,7 @@ class WinogradConv2D(keras.layers.Conv2D):
         if height is None or width is None or channels is None:
             return False
         return (min(height, width) >= self.winograd_min_size
-                and (batch or 1) * height * width >= self.winograd_min_pixels
+                and (batch is None or batch * height * width >= self.winograd_min_pixels)
                 and min(channels, self.filters) >= self.winograd_min_channels)
 
     def convolution_op(self, inputs, kernel):

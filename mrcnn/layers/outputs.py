@@ -1,12 +1,19 @@
 """Small named layers that pick parts of other layers' outputs."""
 import keras
+from keras import ops
 
 
-class DetectionBoxes(keras.layers.Layer):
-    """Takes the boxes out of DetectionLayer's rows.
+@keras.saving.register_keras_serializable(package="mrcnn")
+class ValidDetectionBoxes(keras.layers.Layer):
+    """The boxes of DetectionLayer's real detections, for the mask head.
 
-    Input: detections [batch, num_detections, (y1, x1, y2, x2, class_id, score)] float32, normalized.
-    Output: boxes [batch, num_detections, (y1, x1, y2, x2)] float32, normalized.
+    DetectionLayer sorts each image's detections by score and zero-pads the rows after
+    them (class_id 0). This layer keeps the first n rows of every image, n the largest
+    count of real detections in the batch (at least 1), so that the mask head computes
+    n masks per image instead of DETECTION_MAX_INSTANCES; ``PadROIs`` restores the slots.
+
+    Input: detections [batch, D, (y1, x1, y2, x2, class_id, score)] float32, normalized.
+    Output: boxes [batch, n, (y1, x1, y2, x2)] float32, normalized, 1 <= n <= D (dynamic).
     """
 
     def __init__(self, **kwargs):
@@ -14,12 +21,53 @@ class DetectionBoxes(keras.layers.Layer):
         super().__init__(**kwargs)
 
     def call(self, detections):
-        return detections[..., :4]
+        real = ops.sum(ops.cast(detections[..., 4] > 0, "int32"), axis=1)  # [batch]
+        count = ops.maximum(ops.max(real), 1)
+        return detections[:, :count, :4]
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape[:-1]) + (4,)
+        return (input_shape[0], None, 4)
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
+class PadROIs(keras.layers.Layer):
+    """Zero-pad the ROI axis to ``count`` rows: the inverse of keeping the first rows.
+
+    Args:
+        count: int >= 1, the ROI rows of the output (e.g. DETECTION_MAX_INSTANCES).
+
+    Input: [batch, n, ...] with n <= count (n may be dynamic). Output: [batch, count, ...],
+    rows n.. all zero, same dtype.
+    """
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(count, bool) or int(count) != count or count < 1:
+            raise ValueError(f"count must be an integer >= 1, got {count!r}")
+        self.count = int(count)
+
+    def call(self, values):
+        missing = self.count - ops.shape(values)[1]
+        padding = [[0, 0], [0, missing]] + [[0, 0]] * (len(values.shape) - 2)
+        padded = ops.pad(values, padding)
+        trailing = tuple(values.shape[2:])
+        if all(d is not None for d in trailing):
+            padded = ops.reshape(padded, (-1, self.count) + trailing)
+        return padded
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.count) + tuple(input_shape[2:])
+
+    def compute_output_spec(self, values):
+        return keras.KerasTensor(self.compute_output_shape(values.shape), dtype=values.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config["count"] = self.count
+        return config
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
 class FirstROIs(keras.layers.Layer):
     """Keep the first ``count`` ROIs of each image.
 

@@ -48,7 +48,10 @@ class UnflattenROIs(keras.layers.Layer):
     """``[batch * num_rois, ...]`` -> ``[batch, num_rois, ...]``.
 
     Args:
-        num_rois: int > 0, the static ROI count per image.
+        num_rois: int > 0, the static ROI count per image; or None when the count is only
+            known at run time, in which case the layer is called on ``[folded, like]`` and
+            takes batch and num_rois from the first two dimensions of ``like``
+            (e.g. the ``[batch, num_rois, P, P, C]`` tensor that was folded).
 
     Input: tensor of rank >= 2 whose first axis is ``batch * num_rois``
     (row ``i * num_rois + j`` is ROI ``j`` of image ``i``).
@@ -57,14 +60,22 @@ class UnflattenROIs(keras.layers.Layer):
 
     def __init__(self, num_rois, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(num_rois, bool) or not isinstance(num_rois, int) or num_rois < 1:
-            raise ValueError(f"num_rois must be a positive int, got {num_rois!r}")
+        if num_rois is not None and (isinstance(num_rois, bool) or not isinstance(num_rois, int)
+                                     or num_rois < 1):
+            raise ValueError(f"num_rois must be a positive int or None, got {num_rois!r}")
         self.num_rois = num_rois
 
     def call(self, inputs):
+        if self.num_rois is None:
+            folded, like = inputs
+            leading = ops.shape(like)
+            return ops.reshape(folded, (leading[0], leading[1]) + _trailing_shape(folded, 1))
         return ops.reshape(inputs, (-1, self.num_rois) + _trailing_shape(inputs, 1))
 
     def compute_output_shape(self, input_shape):
+        if self.num_rois is None:
+            folded, like = input_shape
+            return (like[0], like[1]) + tuple(folded[1:])
         folded = input_shape[0]
         batch = folded // self.num_rois if folded is not None else None
         return (batch, self.num_rois) + tuple(input_shape[1:])
