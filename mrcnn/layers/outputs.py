@@ -29,8 +29,33 @@ class ValidDetectionBoxes(keras.layers.Layer):
         return (input_shape[0], None, 4)
 
 
+class _FixedROICount(keras.layers.Layer):
+    """Base of the layers whose output has exactly ``count`` rows on the ROI axis (axis 1).
+
+    Args:
+        count: int >= 1.
+    """
+
+    def __init__(self, count, **kwargs):
+        super().__init__(**kwargs)
+        if isinstance(count, bool) or int(count) != count or count < 1:
+            raise ValueError(f"count must be an integer >= 1, got {count!r}")
+        self.count = int(count)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.count) + tuple(input_shape[2:])
+
+    def compute_output_spec(self, values):
+        return keras.KerasTensor(self.compute_output_shape(values.shape), dtype=values.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config["count"] = self.count
+        return config
+
+
 @keras.saving.register_keras_serializable(package="mrcnn")
-class PadROIs(keras.layers.Layer):
+class PadROIs(_FixedROICount):
     """Zero-pad the ROI axis to ``count`` rows: the inverse of keeping the first rows.
 
     Args:
@@ -39,12 +64,6 @@ class PadROIs(keras.layers.Layer):
     Input: [batch, n, ...] with n <= count (n may be dynamic). Output: [batch, count, ...],
     rows n.. all zero, same dtype.
     """
-
-    def __init__(self, count, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(count, bool) or int(count) != count or count < 1:
-            raise ValueError(f"count must be an integer >= 1, got {count!r}")
-        self.count = int(count)
 
     def call(self, values):
         missing = self.count - ops.shape(values)[1]
@@ -55,20 +74,9 @@ class PadROIs(keras.layers.Layer):
             padded = ops.reshape(padded, (-1, self.count) + trailing)
         return padded
 
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.count) + tuple(input_shape[2:])
-
-    def compute_output_spec(self, values):
-        return keras.KerasTensor(self.compute_output_shape(values.shape), dtype=values.dtype)
-
-    def get_config(self):
-        config = super().get_config()
-        config["count"] = self.count
-        return config
-
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class FirstROIs(keras.layers.Layer):
+class FirstROIs(_FixedROICount):
     """Keep the first ``count`` ROIs of each image.
 
     DetectionTargetLayer puts the positive ROIs first, at most int(T * ROI_POSITIVE_RATIO)
@@ -78,22 +86,5 @@ class FirstROIs(keras.layers.Layer):
     Input: [batch, T, ...] any dtype. Output: [batch, count, ...] same dtype.
     """
 
-    def __init__(self, count, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(count, bool) or int(count) != count or count < 1:
-            raise ValueError(f"count must be an integer >= 1, got {count!r}")
-        self.count = int(count)
-
     def call(self, values):
         return values[:, :self.count]
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.count) + tuple(input_shape[2:])
-
-    def compute_output_spec(self, values):
-        return keras.KerasTensor(self.compute_output_shape(values.shape), dtype=values.dtype)
-
-    def get_config(self):
-        config = super().get_config()
-        config["count"] = self.count
-        return config
