@@ -13,7 +13,7 @@ import string
 
 import keras
 
-from mrcnn.layers.conv import WinogradConv2D
+from mrcnn.layers.conv import conv2d
 from mrcnn.layers.norm import NORM_KINDS, norm_layer
 
 logger = logging.getLogger(__name__)
@@ -23,12 +23,8 @@ STAGE4_IDENTITY_BLOCKS = {"resnet50": 5, "resnet101": 22}
 
 
 def _conv(filters, kernel_size, name, strides=1, padding="valid", winograd=False):
-    if winograd:
-        return WinogradConv2D(filters, kernel_size, strides=strides, padding=padding, use_bias=True,
-                              name=name, winograd=True)
-    return keras.layers.Conv2D(
-        filters, kernel_size, strides=strides, padding=padding, use_bias=True, name=name
-    )
+    return conv2d(filters, kernel_size, winograd=winograd, strides=strides, padding=padding,
+                  use_bias=True, name=name)
 
 
 def bottleneck_block(x, kernel_size, filters, stage, block, strides=None,

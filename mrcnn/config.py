@@ -187,7 +187,7 @@ class Config:
     FREEZE_INFERENCE_WEIGHTS = True
 
     # The inference graph runs its wide 3x3 convolutions (FPN outputs, RPN, ResNet stages 4
-    # and 5) by Winograd's algorithm (mrcnn.winograd): 2.25x fewer multiplications, equal
+    # and 5, mask head) by Winograd's algorithm (mrcnn.winograd): 2.25x fewer multiplications, equal
     # to the direct convolution up to float32 rounding. "auto": in float32 when TensorFlow
     # sees no GPU (GPU libraries choose their own algorithms). True: in float32 on any
     # device. False: never. Training graphs always use the direct convolution. It needs more

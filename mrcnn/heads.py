@@ -12,7 +12,7 @@ import logging
 
 import keras
 
-from mrcnn.layers.conv import WinogradConv2D
+from mrcnn.layers.conv import conv2d
 from mrcnn.layers.norm import NORM_KINDS, norm_layer
 from mrcnn.layers.per_roi import FlattenROIs, UnflattenROIs, WindowConv2D
 
@@ -70,10 +70,8 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_filters=512
     _check_positive_int("depth", depth)
     _check_positive_int("conv_filters", conv_filters)
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    conv = WinogradConv2D if winograd else keras.layers.Conv2D
-    options = {"winograd": True} if winograd else {}
-    shared = conv(conv_filters, 3, strides=anchor_stride, padding="same", activation="relu",
-                         name="rpn_conv_shared", **options)(feature_map)
+    shared = conv2d(conv_filters, 3, winograd=winograd, strides=anchor_stride, padding="same",
+                    activation="relu", name="rpn_conv_shared")(feature_map)
 
     # [batch, h, w, 2A]: channel 2a + k is score k of anchor a; reshaping to
     # [batch, h * w * A, 2] walks rows, then columns, then anchors.
@@ -158,10 +156,8 @@ def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=3
         raise ValueError(f"norm must be one of {NORM_KINDS}, got {norm!r}")
 
     x = FlattenROIs(name="mrcnn_mask_flatten_rois")(pooled)  # [B*N, P, P, C]
-    conv = WinogradConv2D if winograd else keras.layers.Conv2D
-    options = {"winograd": True} if winograd else {}
     for i in range(1, 5):
-        x = conv(filters, 3, padding="same", name=f"mrcnn_mask_conv{i}", **options)(x)
+        x = conv2d(filters, 3, winograd=winograd, padding="same", name=f"mrcnn_mask_conv{i}")(x)
         x = norm_layer(norm, f"mrcnn_mask_bn{i}", train_bn, gn_groups)(x)
         x = keras.layers.ReLU(name=f"mrcnn_mask_relu{i}")(x)
     x = keras.layers.Conv2DTranspose(filters, 2, strides=2, activation="relu", name="mrcnn_mask_deconv")(x)

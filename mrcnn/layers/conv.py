@@ -25,11 +25,11 @@ class WinogradConv2D(keras.layers.Conv2D):
         winograd_min_pixels: int >= 1; Winograd only when batch * height * width is at least
             this. An unknown batch passes (the mask head's batch is the number of detections,
             known only at run time: few of them cost little either way, many gain).
+        Other arguments as ``keras.layers.Conv2D``.
 
     The defaults come from timings on a 2-core CPU (see ``mrcnn.winograd``): Winograd was
     faster from 256 channels on 16 x 16 pixels (or 100 ROIs of 14 x 14), slower at 128
     channels on 32 x 32 pixels or with fewer than 256 pixels in all.
-        Other arguments as ``keras.layers.Conv2D``.
 
     Input: [batch, H, W, C_in] channels last. Output: as Conv2D. The Winograd path runs only
     for a 3x3 kernel, stride 1, dilation 1, "same" padding, one group, channels last and a
@@ -78,3 +78,14 @@ class WinogradConv2D(keras.layers.Conv2D):
                       winograd_min_size=self.winograd_min_size,
                       winograd_min_pixels=self.winograd_min_pixels)
         return config
+
+
+def conv2d(filters, kernel_size, winograd=False, **kwargs):
+    """A ``WinogradConv2D`` with Winograd on when ``winograd``, else a plain ``keras.layers.Conv2D``.
+
+    The graph builders call this for every 3x3 conv that may take the Winograd path, so that
+    training graphs (``winograd=False``) keep plain Conv2D layers. Other arguments as Conv2D.
+    """
+    if winograd:
+        return WinogradConv2D(filters, kernel_size, winograd=True, **kwargs)
+    return keras.layers.Conv2D(filters, kernel_size, **kwargs)
