@@ -13,6 +13,7 @@ import string
 
 import keras
 
+from mrcnn.config import check_positive_int
 from mrcnn.layers.conv import conv2d
 from mrcnn.layers.norm import NORM_KINDS, norm_layer
 
@@ -157,8 +158,7 @@ def build_fpn(c2, c3, c4, c5, pyramid_size=256, winograd=False):
         [P2, P3, P4, P5, P6] Keras tensors, [batch, H/s, W/s, pyramid_size] for
         s = 4, 8, 16, 32, 64. P6 is a stride-2 subsampling of P5 (for the RPN only).
     """
-    if isinstance(pyramid_size, bool) or not isinstance(pyramid_size, int) or pyramid_size < 1:
-        raise ValueError(f"pyramid_size must be a positive int, got {pyramid_size!r}")
+    check_positive_int("pyramid_size", pyramid_size)
     p5 = _conv(pyramid_size, 1, "fpn_c5p5")(c5)
     up = keras.layers.UpSampling2D(2, interpolation="nearest", name="fpn_p5upsampled")(p5)
     p4 = keras.layers.Add(name="fpn_p4add")([up, _conv(pyramid_size, 1, "fpn_c4p4")(c4)])

@@ -351,6 +351,13 @@ class Config:
         print("\n")
 
 
+def check_positive_int(name, value):
+    """Raise ValueError unless ``value`` is an int >= 1 (not a bool); for layer and builder
+    arguments (Config attributes use their own checks when the config is built)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
 def _check_int(name, value, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -12,16 +12,12 @@ import logging
 
 import keras
 
+from mrcnn.config import check_positive_int
 from mrcnn.layers.conv import conv2d
 from mrcnn.layers.norm import NORM_KINDS, norm_layer
 from mrcnn.layers.per_roi import FlattenROIs, UnflattenROIs, WindowConv2D
 
 logger = logging.getLogger(__name__)
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
 
 
 def _check_pooled(pooled, head, dynamic_rois=False):
@@ -65,10 +61,10 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_filters=512
         rpn_class_raw kernel [1, 1, F, 2A] and bias, rpn_bbox_pred kernel
         [1, 1, F, 4A] and bias.
     """
-    _check_positive_int("anchor_stride", anchor_stride)
-    _check_positive_int("anchors_per_location", anchors_per_location)
-    _check_positive_int("depth", depth)
-    _check_positive_int("conv_filters", conv_filters)
+    check_positive_int("anchor_stride", anchor_stride)
+    check_positive_int("anchors_per_location", anchors_per_location)
+    check_positive_int("depth", depth)
+    check_positive_int("conv_filters", conv_filters)
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
     shared = conv2d(conv_filters, 3, winograd=winograd, strides=anchor_stride, padding="same",
                     activation="relu", name="rpn_conv_shared")(feature_map)
@@ -105,8 +101,8 @@ def fpn_classifier_head(pooled, num_classes, train_bn=False, fc_layers_size=1024
           class-specific deltas, still divided by ``BBOX_STD_DEV``.
     """
     num_rois, pool_h, pool_w, _ = _check_pooled(pooled, "fpn_classifier_head")
-    _check_positive_int("num_classes", num_classes)
-    _check_positive_int("fc_layers_size", fc_layers_size)
+    check_positive_int("num_classes", num_classes)
+    check_positive_int("fc_layers_size", fc_layers_size)
     if norm not in NORM_KINDS:
         raise ValueError(f"norm must be one of {NORM_KINDS}, got {norm!r}")
 
@@ -151,7 +147,7 @@ def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=3
         tensor is the output of "mrcnn_mask_unflatten_rois".
     """
     num_rois = _check_pooled(pooled, "fpn_mask_head", dynamic_rois=True)[0]
-    _check_positive_int("num_classes", num_classes)
+    check_positive_int("num_classes", num_classes)
     if norm not in NORM_KINDS:
         raise ValueError(f"norm must be one of {NORM_KINDS}, got {norm!r}")
 

@@ -8,6 +8,7 @@ import logging
 
 import keras
 
+from mrcnn.config import check_positive_int
 from mrcnn.winograd import winograd_conv3x3_graph
 
 logger = logging.getLogger(__name__)
@@ -41,11 +42,9 @@ class WinogradConv2D(keras.layers.Conv2D):
         super().__init__(*args, **kwargs)
         if not isinstance(winograd, bool):
             raise ValueError(f"winograd must be True or False, got {winograd!r}")
-        for name, value in (("winograd_min_channels", winograd_min_channels),
-                            ("winograd_min_size", winograd_min_size),
-                            ("winograd_min_pixels", winograd_min_pixels)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int("winograd_min_channels", winograd_min_channels)
+        check_positive_int("winograd_min_size", winograd_min_size)
+        check_positive_int("winograd_min_pixels", winograd_min_pixels)
         self.winograd = winograd
         self.winograd_min_channels = winograd_min_channels
         self.winograd_min_size = winograd_min_size

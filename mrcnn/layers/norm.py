@@ -13,6 +13,8 @@ import logging
 import keras
 from keras import ops
 
+from mrcnn.config import check_positive_int
+
 logger = logging.getLogger(__name__)
 
 NORM_KINDS = ("batch", "group")
@@ -110,8 +112,7 @@ class GroupNorm(keras.layers.GroupNormalization):
 
     def __init__(self, max_groups=32, **kwargs):
         kwargs.pop("groups", None)
-        if isinstance(max_groups, bool) or not isinstance(max_groups, int) or max_groups < 1:
-            raise ValueError(f"max_groups must be a positive int, got {max_groups!r}")
+        check_positive_int("max_groups", max_groups)
         super().__init__(groups=max_groups, **kwargs)
         self.max_groups = max_groups
 
