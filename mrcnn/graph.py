@@ -38,14 +38,19 @@ def dtype_policy_scope(policy_name):
         keras.config.set_dtype_policy(previous)
 
 
+def compute_dtype(config):
+    """The dtype the model's layers compute in: that of ``Config.DTYPE_POLICY``, or of the
+    global Keras policy when it is None (e.g. "float32", "bfloat16")."""
+    return keras.dtype_policies.get(config.DTYPE_POLICY or keras.config.dtype_policy().name).compute_dtype
+
+
 def use_winograd(config):
     """Whether the inference graph's wide 3x3 convs use Winograd (``Config.WINOGRAD_CONVS``).
 
     "auto" means: the model computes in float32 and TensorFlow sees no GPU.
     """
     if config.WINOGRAD_CONVS == "auto":
-        policy = keras.dtype_policies.get(config.DTYPE_POLICY or keras.config.dtype_policy().name)
-        return policy.compute_dtype == "float32" and not tf.config.list_physical_devices("GPU")
+        return compute_dtype(config) == "float32" and not tf.config.list_physical_devices("GPU")
     return bool(config.WINOGRAD_CONVS)
 
 

@@ -196,14 +196,12 @@ class MaskRCNN:
     def _predict(self, molded_images, image_metas):
         """Run the inference graph on one batch; returns the model's outputs as NumPy arrays."""
         if self._predict_fn is None:
-            import keras
-
+            from mrcnn.graph import compute_dtype
             from mrcnn.predictor import Predictor
             # Frozen constants would bypass the strategy's mirrored variables; with a
             # low-precision policy freezing was measured to gain nothing.
-            policy = self.config.DTYPE_POLICY or keras.config.dtype_policy().name
             freeze = (self.config.FREEZE_INFERENCE_WEIGHTS and self.strategy is None
-                      and policy == "float32")
+                      and compute_dtype(self.config) == "float32")
             self._predict_fn = Predictor(self.keras_model, freeze=freeze)
         return self._predict_fn(molded_images, image_metas)
 

@@ -7,10 +7,11 @@ it and fuse the bias and ReLU; the convolutions also see constant filters. On a 
 CPU this made float32 ResNet-FPN inference 1.2x to 1.3x faster at 1024 px with direct
 convolutions, and 1.1x with the Winograd convolutions (``Config.WINOGRAD_CONVS``).
 
-Freezing costs time once (about 17 s for ResNet-50 at 1024 px on 2 cores, against
-about 1 s saved per image), so the predictor runs the variable graph until the same
-weights have been used ``freeze_after`` times (2 by default): a single detect() in a
-notebook pays nothing, a loop over a dataset freezes on its second batch.
+Freezing costs time once (20 to 26 s for ResNet-50 at 1024 px on 2 cores, against 0.1
+to 0.3 s saved per image with Winograd convolutions, about 1 s without), so the predictor
+runs the variable graph until the same weights have been used ``freeze_after`` times (2 by
+default): a single detect() in a notebook pays nothing, a loop over a dataset freezes on
+its second batch.
 
 Frozen graphs go stale when the weights change (``load_weights``, ``set_weights``,
 ``copy_weights_by_name``...). Before every call the predictor takes a fingerprint of the
@@ -24,6 +25,8 @@ import logging
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+from mrcnn.config import check_positive_int
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +45,8 @@ class Predictor:
     """
 
     def __init__(self, keras_model, freeze=True, max_frozen_shapes=2, freeze_after=2):
-        for name, value in (("max_frozen_shapes", max_frozen_shapes), ("freeze_after", freeze_after)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        check_positive_int("max_frozen_shapes", max_frozen_shapes)
+        check_positive_int("freeze_after", freeze_after)
         self.freeze_after = freeze_after
         self.keras_model = keras_model
         self.freeze = bool(freeze)
