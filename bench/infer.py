@@ -102,7 +102,7 @@ def main(argv=None):
         model.detect(images)
         first_calls_s.append(time.perf_counter() - t0)
     predictors = {"default": model._predict_fn}
-    winograd_layers = [layer for layer in all_layers(model.keras_model) if getattr(layer, "winograd", False)]
+    winograd_layers = [layer for layer in model.get_trainable_layers() if getattr(layer, "winograd", False)]
     if not args.no_baseline:
         from mrcnn.predictor import Predictor
         predictors["variables"] = Predictor(model.keras_model, freeze=False)
@@ -213,14 +213,6 @@ def mask_head_on_every_slot(model):
         yield
     finally:
         del layer.call
-
-
-def all_layers(keras_model):
-    """Every layer of ``keras_model``, nested models (the RPN) included."""
-    for layer in keras_model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from all_layers(layer)
 
 
 @contextlib.contextmanager

@@ -194,13 +194,6 @@ def test_training_graph_keeps_direct_convolutions(tmp_path):
         WINOGRAD_CONVS = True
 
     model = MaskRCNN("training", On(), str(tmp_path))
-
-    def walk(container):
-        for layer in container.layers:
-            yield layer
-            if hasattr(layer, "layers"):
-                yield from walk(layer)
-
-    layers = list(walk(model.keras_model))
+    layers = model.get_trainable_layers()  # the RPN's layers included
     assert any(layer.name == "rpn_conv_shared" for layer in layers)
     assert not any(isinstance(layer, WinogradConv2D) for layer in layers)
