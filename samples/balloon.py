@@ -11,7 +11,7 @@ whose "regions" are a dict or a list) and VIA 2.x files (a project with
     python samples/balloon.py splash --weights last --image photo.jpg
     python samples/balloon.py splash --weights last --video clip.mp4    # needs OpenCV
 
---weights: coco | imagenet | last | random | PATH (see samples/coco.py). The small-run
+--weights: coco | imagenet | last | random | PATH (see mrcnn/cli_args.py). The small-run
 flags --tiny, --image-size, --steps and --epochs shrink the run (e.g. for CI).
 Exit status: 0 on success, 2 on a usage error.
 """
@@ -29,7 +29,7 @@ import skimage.draw  # noqa: E402
 
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.dataset import Dataset, read_json_object  # noqa: E402
-from samples.coco import (  # noqa: E402
+from mrcnn.cli_args import (  # noqa: E402
     CliError, add_common_arguments, build_model, config_overrides, flip_augmentation,
     make_config, run_main)
 

@@ -15,7 +15,7 @@ of the dataset, e.g. "stage1_test".
 ``ImageId,EncodedPixels`` and one row per detected nucleus with its run-length encoding
 (Kaggle's: column-major pixel order, 1-indexed ``start length`` pairs; overlaps are
 given to the higher score); an image without detections gets one row with an empty
-encoding. --weights: coco | imagenet | last | random | PATH (see samples/coco.py).
+encoding. --weights: coco | imagenet | last | random | PATH (see mrcnn/cli_args.py).
 Exit status: 0 on success, 2 on a usage error.
 """
 import argparse
@@ -33,7 +33,7 @@ import skimage.io  # noqa: E402
 
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.dataset import Dataset  # noqa: E402
-from samples.coco import (  # noqa: E402
+from mrcnn.cli_args import (  # noqa: E402
     CliError, add_common_arguments, build_model, config_overrides, make_config, run_main)
 
 logger = logging.getLogger(__name__)
