@@ -15,9 +15,11 @@ Nothing here starts TensorFlow until build_model() is called.
 """
 import logging
 import os
+import re
 import sys
 
 from mrcnn import utils
+from mrcnn.checkpoints import choose_last_checkpoint, write_run_settings
 
 logger = logging.getLogger(__name__)
 
@@ -63,14 +65,16 @@ def add_common_arguments(parser, weights_flag="--model", weights_dest="model"):
     """
     parser.add_argument(weights_flag, dest=weights_dest, required=True, metavar="WEIGHTS",
                         help="coco | imagenet | last | random | path of an .h5 weights file")
+    parser.set_defaults(weights_flag=weights_flag, weights_dest=weights_dest)
     parser.add_argument("--logs", default=DEFAULT_LOGS_DIR, metavar="DIR",
                         help=f"logs and checkpoints folder (default: {DEFAULT_LOGS_DIR})")
     parser.add_argument("--download", action="store_true",
                         help="download a missing mask_rcnn_coco.h5 / ImageNet weight file")
     parser.add_argument("--backbone", choices=("resnet50", "resnet101"), default=None,
                         help="backbone (default: the config's)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="a very small network (128 px, few ROIs) for quick CPU runs")
+    parser.add_argument("--tiny", action="store_true", default=None,
+                        help="a very small network (128 px, few ROIs) for quick CPU runs; "
+                             "remembered beside the checkpoints for --weights last")
     parser.add_argument("--image-size", type=int, default=None, metavar="PX",
                         help="IMAGE_MIN_DIM = IMAGE_MAX_DIM = PX (a multiple of 64)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per epoch")
@@ -95,6 +99,74 @@ def config_overrides(args):
         attrs["STEPS_PER_EPOCH"] = steps
         attrs["VALIDATION_STEPS"] = max(1, steps // 10)
     return attrs
+
+
+def network_flags(args):
+    """{"tiny", "backbone", "image_size"}: the flags that shape the network (None: not given).
+
+    They are recorded beside the checkpoints of a training run (build_model's run_settings)
+    so that ``last`` weights rebuild the network they were trained with.
+    """
+    return {"tiny": True if getattr(args, "tiny", None) else None,
+            "backbone": getattr(args, "backbone", None),
+            "image_size": getattr(args, "image_size", None)}
+
+
+def _describe(flags):
+    parts = ["--tiny" if flags.get("tiny") else "full size"]
+    if flags.get("backbone"):
+        parts.append(f"--backbone {flags['backbone']}")
+    if flags.get("image_size"):
+        parts.append(f"--image-size {flags['image_size']}")
+    return ", ".join(parts)
+
+
+def remember_last(args, name):
+    """Resolve ``last`` weights on the command line to a checkpoint and adopt its network flags.
+
+    args: parsed arguments of a parser set up by add_common_arguments. name: the config NAME
+    (run folders under --logs start with it). When the weights option says ``last``: picks
+    the newest run whose recorded network flags (``settings.json``) agree with the flags
+    given; without --tiny a full-size run wins over newer --tiny runs (a warning names the
+    ones passed over) and a --tiny run is taken only when there is no other, with a warning.
+    Then sets the flags not given to the run's (so that the same network is built) and the
+    weights option to the checkpoint's path. Does nothing for other weights. Raises CliError
+    when no checkpoint matches.
+    """
+    dest = getattr(args, "weights_dest", "weights")
+    flag = getattr(args, "weights_flag", "--weights")
+    spec = getattr(args, dest, None)
+    if not isinstance(spec, str) or spec.lower() != "last":
+        return
+    given = network_flags(args)
+    path, flags, skipped = choose_last_checkpoint(args.logs, name, given, toy_key="tiny")
+    if path is None:
+        wanted = "" if all(v is None for v in given.values()) else f" trained with {_describe(given)}"
+        raise CliError(f"{flag} last: no checkpoint mask_rcnn_{name.lower()}_*.h5{wanted} in the "
+                       f"run folders {name.lower()}* of {args.logs!r}; train one first "
+                       "(or pass --logs DIR)")
+    if skipped:
+        logger.warning("%s last: using %s (%s), not the newer --tiny checkpoint(s) %s; pass "
+                       "--tiny to use those", flag, path, _describe(flags), ", ".join(skipped))
+    if given["tiny"] is None and flags["tiny"]:
+        logger.warning("%s last: the only checkpoints in %r are from --tiny runs: using %s with "
+                       "the --tiny network", flag, args.logs, path)
+    adopted = {key: value for key, value in flags.items()
+               if given[key] is None and value is not None}
+    for key, value in adopted.items():
+        setattr(args, key, value)
+    logger.info("%s last: %s (%s)", flag, path, _describe(flags))
+    setattr(args, dest, path)
+
+
+def make_run_config(base, args, **attrs):
+    """The config of a command: ``base`` with the flags' overrides and ``attrs``.
+
+    Resolves ``last`` weights first (remember_last), so that a checkpoint trained with
+    --tiny, --backbone or --image-size gets its own network back. Raises CliError.
+    """
+    remember_last(args, base.NAME or "mrcnn")
+    return make_config(base, **{**config_overrides(args), **attrs})
 
 
 def make_config(base, **attrs):
@@ -192,14 +264,17 @@ def resolve_weights(spec, config, download=False, model=None, flag="--weights"):
     return path
 
 
-def build_model(mode, config, spec, model_dir, download=False, flag="--weights"):
+def build_model(mode, config, spec, model_dir, download=False, flag="--weights",
+                run_settings=None):
     """Resolve the weights ``spec`` names (before building, to fail fast), build a MaskRCNN
     of ``mode`` and load them by name.
 
     COCO weights skip the class-specific head layers when NUM_CLASSES is not 81, and
     COCO/ImageNet weights skip conv1 when the images do not have 3 channels. Shape
     mismatches (e.g. weights of a --tiny model into a full one) raise CliError.
-    flag: the weights option's name in messages. Returns the MaskRCNN.
+    flag: the weights option's name in messages. run_settings: a training model's network
+    flags (network_flags(args)), recorded in its run folder for ``last`` weights later.
+    Returns the MaskRCNN.
     """
     from mrcnn.model import MaskRCNN
 
@@ -210,7 +285,15 @@ def build_model(mode, config, spec, model_dir, download=False, flag="--weights")
         path = resolve_weights(spec, config, model=model, flag=flag)
     if path is None:
         logger.info("Starting from random weights")
-        return model
+    else:
+        _load(model, key, path, config)
+    if mode == "training" and run_settings is not None:
+        write_run_settings(model.log_dir, {k: v for k, v in run_settings.items() if v is not None})
+    return model
+
+
+def _load(model, key, path, config):
+    """Load ``path`` by name into ``model``; a mismatch becomes a CliError for the command line."""
     exclude = []
     if key == "coco" and config.NUM_CLASSES != COCO_NUM_CLASSES:
         exclude += CLASS_SPECIFIC_LAYERS
@@ -220,9 +303,17 @@ def build_model(mode, config, spec, model_dir, download=False, flag="--weights")
     try:
         model.load_weights(path, by_name=True, exclude=exclude or None)
     except (ValueError, OSError) as err:
-        raise CliError(f"could not load weights {path}: {err}\n(the network flags --tiny, "
-                       "--backbone and the class count must match the weights)") from None
-    return model
+        raise CliError(f"could not load weights {path}: {_without_api_hints(err)}\n"
+                       "The network flags (--tiny, --backbone, --image-size) and the class count "
+                       "must be those the weights were trained with.") from None
+
+
+def _without_api_hints(err):
+    """An error's message without the Python-API advice (by_name=..., exclude=...)."""
+    text = str(err)
+    text = re.sub(r"\s*\((?:[^()]|\([^()]*\))*\bby_name\b(?:[^()]|\([^()]*\))*\)", "", text)
+    sentences = re.split(r"(?<=[.;])\s+", text)
+    return " ".join(s for s in sentences if "by_name" not in s and "exclude=" not in s).strip()
 
 
 def run_main(function, args):

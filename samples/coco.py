@@ -46,7 +46,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 from mrcnn.cli_args import (  # noqa: E402,F401  (re-exported for scripts that used them here)
     CLASS_SPECIFIC_LAYERS, COCO_NUM_CLASSES, COCO_WEIGHTS_NAME, DEFAULT_LOGS_DIR, TINY_OVERRIDES,
     CliError, add_common_arguments, build_model, config_overrides, flip_augmentation, make_config,
-    resolve_weights, run_main)
+    make_run_config, network_flags, resolve_weights, run_main)
 from mrcnn.config import Config  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -146,11 +146,10 @@ def train(args):
     if dataset_val is not None and dataset_val.class_info != dataset_train.class_info:
         raise CliError("the validation annotations list other categories than the training "
                        "annotations; both files need the same 'categories'")
-    config = make_config(CocoConfig, NUM_CLASSES=dataset_train.num_classes,
-                         **config_overrides(args))
+    config = make_run_config(CocoConfig, args, NUM_CLASSES=dataset_train.num_classes)
     config.display()
     model = build_model("training", config, args.model, args.logs, download=args.download,
-                        flag="--model")
+                        flag="--model", run_settings=network_flags(args))
     callbacks = []
     if args.eval_images:
         if dataset_val is None:
@@ -202,9 +201,8 @@ def evaluate(args):
 
     dataset, coco = load_dataset(args, "val")
     # Every detection counts for AP: no confidence cut (as matterport's evaluation).
-    config = make_config(CocoConfig, NUM_CLASSES=dataset.num_classes,
-                         **{**config_overrides(args), "GPU_COUNT": 1, "IMAGES_PER_GPU": 1,
-                            "DETECTION_MIN_CONFIDENCE": 0.0})
+    config = make_run_config(CocoConfig, args, NUM_CLASSES=dataset.num_classes, GPU_COUNT=1,
+                             IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.0)
     if args.limit is not None and args.limit < 0:
         raise CliError(f"--limit must be >= 1 (or 0 for all), got {args.limit}")
     model = build_model("inference", config, args.model, args.logs, download=args.download,

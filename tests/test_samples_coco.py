@@ -132,7 +132,7 @@ def test_model_last_without_checkpoints(shared_data, tmp_path, capsys):
     status = sample.main(["evaluate", "--annotations", val_json, "--images", images,
                           "--model", "last", "--tiny", "--logs", str(tmp_path / "nothing")])
     assert status == 2
-    assert "--model last: no log folder" in capsys.readouterr().err
+    assert "--model last: no checkpoint mask_rcnn_coco_*.h5 trained with --tiny" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, message", [
