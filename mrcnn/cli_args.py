@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import sys
+import tempfile
 
 from mrcnn import utils
 from mrcnn.checkpoints import choose_last_checkpoint, write_run_settings
@@ -51,6 +52,13 @@ TINY_OVERRIDES = {
     "STEPS_PER_EPOCH": 2,
     "VALIDATION_STEPS": 1,
 }
+
+
+# TensorFlow's start-up lines on stderr (absl/glog format, "I0000 00:00:... file.cc:12] ..."):
+# oneDNN notes, "Could not find cuda drivers", "failed call to cuInit", CPU instruction notes.
+_TF_STARTUP_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IWE]\d{4} [\d:.]+\s+\d+ "
+    r"[\w.]+:\d+\]|To enable the following instructions:)")
 
 
 class CliError(Exception):
@@ -276,6 +284,7 @@ def build_model(mode, config, spec, model_dir, download=False, flag="--weights",
     flags (network_flags(args)), recorded in its run folder for ``last`` weights later.
     Returns the MaskRCNN.
     """
+    quiet_tensorflow()
     from mrcnn.model import MaskRCNN
 
     key = spec.lower()
@@ -316,8 +325,43 @@ def _without_api_hints(err):
     return " ".join(s for s in sentences if "by_name" not in s and "exclude=" not in s).strip()
 
 
+def quiet_tensorflow(level="2"):
+    """Keep TensorFlow's log noise out of what a command-line user sees; call it first.
+
+    Sets TF_CPP_MIN_LOG_LEVEL (unless the user did) to ``level`` ("2": no INFO or WARNING
+    lines from TensorFlow's C++ side, e.g. grappler's "Error in PredictCost()" warnings), then
+    imports TensorFlow and lists the devices with stderr captured, and passes on only the lines
+    that are not its start-up notes (oneDNN, cuda drivers, cuInit, CPU instructions). Does
+    nothing more when TensorFlow is already imported. Entry points call it, not the library.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", str(level))
+    if "tensorflow" in sys.modules:
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), 2)
+        try:
+            import tensorflow as tf
+            tf.config.list_physical_devices()
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            capture.seek(0)
+            lines = capture.read().decode("utf-8", errors="replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not _TF_STARTUP_NOISE.match(line))
+            if kept:
+                sys.stderr.write(kept)
+
+
 def run_main(function, args):
-    """Run ``function(args)``; print a CliError's message to stderr and return 2 (else 0)."""
+    """Run ``function(args)``; print a CliError's message to stderr and return 2 (else 0).
+
+    Sets TF_CPP_MIN_LOG_LEVEL=2 unless the user did (TensorFlow starts later, quietly, in
+    build_model: usage errors come first, without waiting for it).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         function(args)
     except CliError as err:

@@ -139,8 +139,6 @@ def load_dataset(args, split):
 # --------------------------------------------------------------------------- commands
 def train(args):
     """Train with the (scaled) matterport schedule; checkpoints go to --logs."""
-    from mrcnn.evaluation import MeanAPCallback
-
     dataset_train, _ = load_dataset(args, "train")
     dataset_val, _ = load_dataset(args, "val")
     if dataset_val is not None and dataset_val.class_info != dataset_train.class_info:
@@ -154,6 +152,7 @@ def train(args):
     if args.eval_images:
         if dataset_val is None:
             raise CliError("--eval-images needs validation data (--val-annotations or --dataset)")
+        from mrcnn.evaluation import MeanAPCallback
         callbacks.append(MeanAPCallback(model, dataset_val, limit=args.eval_images,
                                         keep_best=True))
     augmentation = flip_augmentation()

@@ -6,7 +6,7 @@ hide the ones under them; a shape hidden completely is not an instance.
 
 Command line (from the repository root)::
 
-    python samples/shapes.py train                      # ~15 min on 2 CPU cores, then evaluates
+    python samples/shapes.py train                      # ~12 min on 2 CPU cores, then evaluates
     python samples/shapes.py train --epochs 20 --logs logs --weights last
     python samples/shapes.py evaluate --weights last [--limit 100]
     python samples/shapes.py detect --weights last --out detections.png
@@ -39,6 +39,7 @@ if __name__ == "__main__":  # run as a script from a checkout: make ``import mrc
 
 from mrcnn import utils  # noqa: E402
 from mrcnn.checkpoints import choose_last_checkpoint, epoch_checkpoints  # noqa: E402
+from mrcnn.cli_args import quiet_tensorflow  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.dataset import Dataset  # noqa: E402
 
@@ -460,6 +461,7 @@ def _positive(name, value):
 
 def _load_inference_model(weights_path, logs, small):
     """Inference MaskRCNN with the config the checkpoint was trained with, weights loaded."""
+    quiet_tensorflow()
     from mrcnn.model import MaskRCNN
 
     if small is None:
@@ -519,7 +521,8 @@ def cmd_train(args):
     if args.lr is not None and not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
     weights_path = resolve_weights(args.weights, args.logs, args.small) if args.weights else None
-    from mrcnn.model import MaskRCNN  # TensorFlow starts here, once the arguments are known good
+    quiet_tensorflow()  # TensorFlow starts here, once the arguments are known good
+    from mrcnn.model import MaskRCNN
     if weights_path is not None and args.small is None:
         args.small = bool(read_run_settings(weights_path).get("small", False))
         settings = _settings(args.small)

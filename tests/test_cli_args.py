@@ -179,3 +179,31 @@ def test_splash_last_rebuilds_the_tiny_network(tmp_path, capsys):
     assert status == 2
     assert "could not load weights" in err and "--tiny" in err
     assert "by_name" not in err and "exclude" not in err and "Traceback" not in err
+
+
+def test_tensorflow_start_up_noise_is_kept_out():
+    """A command's stderr holds no oneDNN / cuda / cuInit lines from TensorFlow's start."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = ROOT
+    code = ("from mrcnn.cli_args import quiet_tensorflow\nquiet_tensorflow()\n"
+            "import tensorflow as tf, sys\nprint(int(tf.constant(1) + 1))\n"
+            "print('kept', file=sys.stderr)\n")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "2\n"
+    assert done.stderr == "kept\n"
+
+
+@pytest.mark.parametrize("line, noise", [
+    ("I0000 00:00:1795983530.545745   16558 port.cc:153] oneDNN custom operations are on.", True),
+    ("E0000 00:00:1795983555.454166   16558 cuda_platform.cc:52] failed call to cuInit: ...", True),
+    ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR", True),
+    ("Traceback (most recent call last):", False),
+    ("ImportError: libcudart.so.12: cannot open shared object file", False),
+])
+def test_start_up_noise_pattern(line, noise):
+    assert bool(cli_args._TF_STARTUP_NOISE.match(line)) is noise
