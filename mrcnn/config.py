@@ -179,11 +179,12 @@ class Config:
     # "mixed_bfloat16" (CPUs with AMX). None keeps the global policy.
     DTYPE_POLICY = None
 
-    # detect() runs the float32 inference graph with the weights folded in as constants
-    # (from its second call with the same weights), which lets TensorFlow fold the frozen
-    # BatchNorms into the convolutions: 1.1x to 1.3x faster on CPU, for a one-time cost
-    # (mrcnn.predictor). The folded copy is rebuilt whenever the weights change. False
-    # always runs the graph on the variables.
+    # detect() runs the float32 inference graph with the weights folded in as constants,
+    # which lets TensorFlow fold the frozen BatchNorms into the convolutions: 1.1x to 1.3x
+    # faster on CPU, for a one-time cost of seconds. It freezes only once that cost has paid
+    # for itself (a long loop such as an evaluation, never a few calls in a notebook; see
+    # mrcnn.predictor) and again after the weights change. False always runs the graph on
+    # the variables.
     FREEZE_INFERENCE_WEIGHTS = True
 
     # The inference graph runs its wide 3x3 convolutions (FPN outputs, RPN, ResNet stages 4
