@@ -356,7 +356,8 @@ def quiet_tensorflow(level="2"):
 
 
 def run_main(function, args):
-    """Run ``function(args)``; print a CliError's message to stderr and return 2 (else 0).
+    """Run ``function(args)``; print a CliError's message to stderr and return 2 (else 0;
+    130 after Ctrl-C, with train()'s note on the checkpoints instead of a traceback).
 
     Sets TF_CPP_MIN_LOG_LEVEL=2 unless the user did (TensorFlow starts later, quietly, in
     build_model: usage errors come first, without waiting for it).
@@ -367,6 +368,9 @@ def run_main(function, args):
     except CliError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # train() says which checkpoint is the last intact one
+        print(f"interrupted: {err}" if str(err) else "interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
