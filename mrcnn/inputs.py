@@ -14,7 +14,7 @@ import numpy as np
 
 # A resized image whose shorter side is below this many pixels holds too little to detect on,
 # and one upscaled more than MAX_UPSCALE times holds too little detail.
-MIN_RESIZED_SIDE = 32
+MIN_RESIZED_SIDE = 8
 MAX_UPSCALE = 16
 
 
