@@ -269,7 +269,7 @@ class Config:
                 "never train")
         for name in ("LEARNING_RATE", "GRADIENT_CLIP_NORM"):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or value <= 0:
+            if not isinstance(value, numbers.Real) or not 0 < value < float("inf"):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         _check_range("LEARNING_MOMENTUM", self.LEARNING_MOMENTUM, 0.0, 1.0)
         if not isinstance(self.WEIGHT_DECAY, numbers.Real) or self.WEIGHT_DECAY < 0:

@@ -84,7 +84,7 @@ def test_no_images(model):
     ((2, 2, 3), r"image 0 of shape \(2, 2, 3\) becomes \(128, 128\) pixels after resizing "
                 r"\(upscaled 64x\)"),
     ((2000, 40, 3), r"image 0 of shape \(2000, 40, 3\) becomes \(128, 3\) pixels after "
-                    r"resizing \(shorter side below 32 pixels\)"),
+                    r"resizing \(shorter side below 8 pixels\)"),
 ])
 def test_tiny_and_thin_images_warn(model, shape, message):
     with pytest.warns(inputs.ImageSizeWarning, match=message):
@@ -314,6 +314,7 @@ def test_truncated_empty_and_foreign_h5(tmp_path, model):
     ({"TRAIN_ROIS_PER_IMAGE": 2, "ROI_POSITIVE_RATIO": 0.33},
      r"TRAIN_ROIS_PER_IMAGE \* ROI_POSITIVE_RATIO = 2 \* 0.33 < 1"),
     ({"MASK_SHAPE": [28, 28], "MASK_POOL_SIZE": 7}, r"MASK_SHAPE must be \[2 \* MASK_POOL_SIZE\]"),
+    ({"LEARNING_RATE": float("nan")}, "LEARNING_RATE must be a positive number, got nan"),
 ])
 def test_contradictory_configs(attrs, message):
     with pytest.raises(ValueError, match=message):
@@ -350,3 +351,43 @@ def test_train_refuses_before_any_step(trainer, kwargs, message):
     with pytest.raises(ValueError, match=message):
         trainer.train(dataset, None, **kwargs)
     assert not os.path.exists(trainer.log_dir)    # no checkpoint written
+
+
+# --------------------------------------------------------------------------- weight files run no code
+def test_keras_file_with_a_lambda_is_refused(tmp_path, model):
+    """A .keras model carrying a Lambda (arbitrary Python) is refused by Keras' safe_mode,
+    and MaskRCNN.load_weights never deserializes it: it is not an HDF5 weights file."""
+    import keras
+    inp = keras.Input((3,))
+    out = keras.layers.Lambda(lambda x: x * 2, name="evil")(inp)
+    path = str(tmp_path / "evil.keras")
+    keras.Model(inp, out).save(path)
+    with pytest.raises(ValueError, match="safe_mode"):
+        keras.saving.load_model(path)
+    with pytest.raises(ValueError, match=f"not an HDF5 weights file: '{path}'"):
+        model.load_weights(path)
+
+
+def test_h5_loading_reads_arrays_only(tmp_path, model, monkeypatch):
+    """A weights file that also carries a model config with a Lambda (as a Keras 2 full-model
+    save does) loads its arrays without unpickling, unmarshalling or deserializing anything."""
+    import marshal
+    import pickle
+
+    import keras
+    path = str(tmp_path / "with_config.h5")
+    model.save_weights(path)
+    with h5py.File(path, "a") as f:
+        f.attrs["model_config"] = json.dumps({"class_name": "Lambda", "config": {
+            "function": ["4wAAAAAAAAAAAAAAAAEAAAACAAAAQwAAAHMEAAAAfABTAKkBTqkAqQHaAXhyAgAAAHIC"
+                         "AAAA+gE8bGFtYmRhPgEAAADzAAAAAA==", None, None]}})
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("weight loading tried to run code from the file")
+
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(marshal, "loads", refuse)
+    monkeypatch.setattr(keras.saving, "deserialize_keras_object", refuse)
+    monkeypatch.setattr(keras.models, "model_from_json", refuse)
+    report = model.load_weights(path)
+    assert report["missing_in_file"] == [] and len(report["loaded"]) > 10
