@@ -186,8 +186,10 @@ class MaskRCNN:
                              f"{type(images).__name__}")
         from mrcnn.inputs import check_image
         channels = self.config.IMAGE_CHANNEL_COUNT
-        return [check_image(image, f"image {i}", channels, stacklevel=4)
-                for i, image in enumerate(images)]
+        checked = []
+        for i, image in enumerate(images):  # stacklevel 4: the warning points at detect's caller
+            checked.append(check_image(image, f"image {i}", channels, stacklevel=4))
+        return checked
 
     def _predict(self, molded_images, image_metas):
         """Run the inference graph on one batch; returns the model's outputs as NumPy arrays."""
