@@ -35,7 +35,11 @@ logger = logging.getLogger(__name__)
 # The 12 numbers of COCOeval.stats, in order.
 COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
                      "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+# The 10 numbers of COCOeval.stats for iouType "keypoints", in order.
+KEYPOINT_METRIC_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 EVAL_TYPES = ("bbox", "segm")
+# Every evaluation pycocotools offers; "keypoints" needs keypoints in the results.
+ALL_EVAL_TYPES = EVAL_TYPES + ("keypoints",)
 REQUIRED_KEYS = ("images", "annotations", "categories")
 # Subsets of the standard layout whose images live in val<year>/.
 VAL_IMAGE_SUBSETS = ("minival", "valminusminival", "val35k")
@@ -402,7 +406,7 @@ def _as_int(value, name):
 
 
 # --------------------------------------------------------------------------- results
-def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks):
+def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks, keypoints=None):
     """COCO result dicts for the detections of ONE image.
 
     dataset: the prepared Dataset the image belongs to.
@@ -411,6 +415,8 @@ def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks):
     class_ids: [N] internal class ids (>= 1).
     scores: [N] float confidences.
     masks: [H, W, N] bool full-image masks, or None for box-only results.
+    keypoints: None, or [N, K, (x, y, score)] pixel-index units of the original image
+        (``detect()``'s keypoints), written as COCO's flat "keypoints" list.
 
     Returns: list of N dicts with "image_id" (the image's source id,
     ``image_info[i]["id"]``), "category_id" (source class id), "bbox" [x, y, w, h]
@@ -439,6 +445,11 @@ def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks):
     if class_ids.shape[0] != n or scores.shape[0] != n:
         raise ValueError(f"class_ids {class_ids.shape} and scores {scores.shape} must have "
                          f"{n} entries like rois {rois.shape}")
+    if keypoints is not None:
+        keypoints = np.asarray(keypoints, dtype=np.float64)
+        if keypoints.ndim != 3 or keypoints.shape[0] != n or keypoints.shape[2] != 3:
+            raise ValueError(f"keypoints must be [{n}, K, 3] like rois {rois.shape}, got shape "
+                             f"{keypoints.shape}")
     if masks is not None:
         masks = np.asarray(masks)
         if masks.ndim != 3 or masks.shape[-1] != n:
@@ -457,6 +468,8 @@ def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks):
             rle = mask_utils.encode(np.asfortranarray(masks[:, :, i].astype(np.uint8)))
             result["segmentation"] = {"size": [int(s) for s in rle["size"]],
                                       "counts": rle["counts"].decode("ascii")}
+        if keypoints is not None:
+            result["keypoints"] = [float(v) for v in np.asarray(keypoints[i]).reshape(-1)]
         results.append(result)
     return results
 
@@ -472,7 +485,7 @@ def detections_to_coco_results(dataset, image_id, result_dict):
         raise ValueError(f"result_dict lacks {missing}; got keys {sorted(result_dict)}")
     return build_coco_results(dataset, [image_id], result_dict["rois"],
                               result_dict["class_ids"], result_dict["scores"],
-                              result_dict.get("masks"))
+                              result_dict.get("masks"), keypoints=result_dict.get("keypoints"))
 
 
 def _json_default(value):
@@ -513,7 +526,7 @@ def write_results_json(results, path):
 
 
 # --------------------------------------------------------------------------- evaluation
-def evaluate_coco(coco_gt, results, image_ids=None, eval_types=EVAL_TYPES):
+def evaluate_coco(coco_gt, results, image_ids=None, eval_types=EVAL_TYPES, kpt_oks_sigmas=None):
     """COCO metrics of detections with pycocotools' COCOeval.
 
     coco_gt: pycocotools ``COCO`` ground truth (``load_coco(..., return_coco=True)``)
@@ -522,19 +535,22 @@ def evaluate_coco(coco_gt, results, image_ids=None, eval_types=EVAL_TYPES):
         results JSON file.
     image_ids: COCO (source) image ids to evaluate; None for every ground-truth
         image (images without detections then count as misses).
-    eval_types: "bbox", "segm" or both.
+    eval_types: "bbox", "segm", "keypoints" or several (keypoints: OKS AP over the
+        ground truth's "keypoints"; the results need "keypoints").
+    kpt_oks_sigmas: None (pycocotools' 17 COCO person sigmas) or [K] floats, the
+        per-keypoint OKS sigmas of another skeleton.
 
     Returns: {eval_type: {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10",
-    "AR100", "ARs", "ARm", "ARl": float}}. A value of -1 is pycocotools' "no
+    "AR100", "ARs", "ARm", "ARl": float}}, for "keypoints" KEYPOINT_METRIC_NAMES. A value of -1 is pycocotools' "no
     ground truth in that area range". pycocotools prints its summary tables. With no
     detections every metric is 0.0 (a warning says so).
     """
     if isinstance(eval_types, str):
         eval_types = (eval_types,)
     eval_types = tuple(eval_types)
-    bad = [t for t in eval_types if t not in EVAL_TYPES]
+    bad = [t for t in eval_types if t not in ALL_EVAL_TYPES]
     if bad or not eval_types:
-        raise ValueError(f"eval_types must be among {EVAL_TYPES}, got {eval_types!r}")
+        raise ValueError(f"eval_types must be among {ALL_EVAL_TYPES}, got {eval_types!r}")
     if isinstance(coco_gt, (str, os.PathLike)):
         coco_gt = coco_from_dict(read_coco_json(coco_gt))
     if not isinstance(coco_gt, COCO):
@@ -569,19 +585,28 @@ def evaluate_coco(coco_gt, results, image_ids=None, eval_types=EVAL_TYPES):
             if "segmentation" not in r:
                 raise ValueError(f"'segm' evaluation needs a 'segmentation' in every result; "
                                  f"result {k} (image {r.get('image_id')}) has none")
+    if "keypoints" in eval_types:
+        for k, r in enumerate(results):
+            if "keypoints" not in r:
+                raise ValueError(f"'keypoints' evaluation needs 'keypoints' in every result; "
+                                 f"result {k} (image {r.get('image_id')}) has none")
+    names = {t: KEYPOINT_METRIC_NAMES if t == "keypoints" else COCO_METRIC_NAMES
+             for t in eval_types}
     if not results:
         logger.warning("evaluate_coco: no detections for %d image(s); every metric is 0",
                        len(image_ids))
-        return {t: {name: 0.0 for name in COCO_METRIC_NAMES} for t in eval_types}
+        return {t: {name: 0.0 for name in names[t]} for t in eval_types}
     # loadRes adds keys to the dicts it gets: hand it shallow copies.
     coco_dt = coco_gt.loadRes([dict(r) for r in results])
     metrics = {}
     for eval_type in eval_types:
         evaluator = COCOeval(coco_gt, coco_dt, eval_type)
         evaluator.params.imgIds = image_ids
+        if eval_type == "keypoints" and kpt_oks_sigmas is not None:
+            evaluator.params.kpt_oks_sigmas = np.asarray(kpt_oks_sigmas, dtype=np.float64)
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
         metrics[eval_type] = {name: float(value)
-                              for name, value in zip(COCO_METRIC_NAMES, evaluator.stats)}
+                              for name, value in zip(names[eval_type], evaluator.stats)}
     return metrics
