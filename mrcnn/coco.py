@@ -183,6 +183,7 @@ class CocoDataset(Dataset):
     def __init__(self, class_map=None):
         super().__init__(class_map=class_map)
         self._coco_sources = set()
+        self._keypoint_names = {}
         self._warned_empty = set()
 
     def load_coco(self, annotation_file, image_dir, class_ids=None, class_map=None,
@@ -305,6 +306,10 @@ class CocoDataset(Dataset):
             added += 1
             num_anns += len(kept)
         self._coco_sources.add(source)
+        for cat in data["categories"]:
+            if cat.get("keypoints") and (subset is None or cat["id"] in subset):
+                self._keypoint_names.setdefault(source, tuple(cat["keypoints"]))
+                break
         logger.info("%s: %d images, %d annotations, %d classes (%d annotations and %d "
                     "missing image files skipped)", path, added, num_anns, len(selected),
                     skipped_anns, missing_files)
@@ -313,10 +318,12 @@ class CocoDataset(Dataset):
         return None
 
     def load_coco_standard(self, dataset_dir, subset, year="2017", class_ids=None,
-                           class_map=None, return_coco=False, limit=None, source="coco"):
+                           class_map=None, return_coco=False, limit=None, source="coco",
+                           annotations="instances"):
         """Load the standard COCO layout (as downloaded from cocodataset.org).
 
-        Reads ``<dataset_dir>/annotations/instances_<subset><year>.json`` with images
+        Reads ``<dataset_dir>/annotations/<annotations>_<subset><year>.json`` (annotations
+        "instances", or "person_keypoints" for the person keypoints) with images
         from ``<dataset_dir>/<subset><year>/``; the 2014 splits "minival",
         "valminusminival" and "val35k" take their images from ``val<year>/``.
         Other arguments as in :meth:`load_coco`.
@@ -325,8 +332,11 @@ class CocoDataset(Dataset):
             raise ValueError(f"subset must be a non-empty str such as 'train' or 'val', "
                              f"got {subset!r}")
         year = str(year)
+        if annotations not in ("instances", "person_keypoints"):
+            raise ValueError(f"annotations must be 'instances' or 'person_keypoints', got "
+                             f"{annotations!r}")
         annotation_file = os.path.join(os.fspath(dataset_dir), "annotations",
-                                       f"instances_{subset}{year}.json")
+                                       f"{annotations}_{subset}{year}.json")
         image_subset = "val" if subset in VAL_IMAGE_SUBSETS else subset
         image_dir = os.path.join(os.fspath(dataset_dir), f"{image_subset}{year}")
         return self.load_coco(annotation_file, image_dir, class_ids=class_ids,
@@ -389,6 +399,39 @@ class CocoDataset(Dataset):
         if not masks:
             return np.zeros((height, width, 0), dtype=bool), np.zeros((0,), dtype=np.int32)
         return np.stack(masks, axis=-1), np.asarray(class_ids, dtype=np.int32)
+
+    def keypoint_names(self, source="coco"):
+        """The keypoint names of a loaded source (those of its first category that lists
+        "keypoints", e.g. COCO's 17 person keypoints), () when it has none."""
+        return tuple(self._keypoint_names.get(source, ()))
+
+    def load_keypoints(self, image_id):
+        """Keypoints of the instances ``load_mask`` returns, in the same order.
+
+        Returns: [N, K, (x, y, visibility)] float32 from each annotation's "keypoints"
+        (COCO's pixel-index units, v 0 / 1 / 2), K = len(keypoint_names(source));
+        annotations without keypoints (crowds, other categories) give v = 0 rows. None
+        for sources without keypoint categories.
+        """
+        info = self.image_info[image_id]
+        names = self._keypoint_names.get(info["source"])
+        if info["source"] not in self._coco_sources or not names:
+            return None
+        height, width = info["height"], info["width"]
+        rows = []
+        for ann in info["annotations"]:
+            if not ann_to_mask(ann, height, width).any():
+                continue  # load_mask drops it too
+            row = np.zeros((len(names), 3), dtype=np.float32)
+            values = ann.get("keypoints")
+            if values and not ann.get("iscrowd"):
+                values = np.asarray(values, dtype=np.float32).reshape(-1, 3)
+                if values.shape[0] != len(names):
+                    raise ValueError(f"annotation {ann.get('id')} (image {info['id']}) has "
+                                     f"{values.shape[0]} keypoints; its source has {len(names)}")
+                row[:] = values
+            rows.append(row)
+        return np.stack(rows) if rows else np.zeros((0, len(names), 3), dtype=np.float32)
 
     def image_reference(self, image_id):
         """The image's COCO URL when the JSON gives one, else its file path."""
@@ -590,6 +633,14 @@ def evaluate_coco(coco_gt, results, image_ids=None, eval_types=EVAL_TYPES, kpt_o
             if "keypoints" not in r:
                 raise ValueError(f"'keypoints' evaluation needs 'keypoints' in every result; "
                                  f"result {k} (image {r.get('image_id')}) has none")
+        counts = {len(cat["keypoints"]) for cat in coco_gt.loadCats(coco_gt.getCatIds())
+                  if cat.get("keypoints")}
+        expected = len(kpt_oks_sigmas) if kpt_oks_sigmas is not None else 17
+        if counts != {expected}:
+            raise ValueError(f"'keypoints' evaluation: the ground truth's categories have "
+                             f"{sorted(counts)} keypoints, but there are {expected} OKS sigmas "
+                             f"({'kpt_oks_sigmas' if kpt_oks_sigmas is not None else 'COCO person default'}); "
+                             "pass kpt_oks_sigmas with one sigma per keypoint")
     names = {t: KEYPOINT_METRIC_NAMES if t == "keypoints" else COCO_METRIC_NAMES
              for t in eval_types}
     if not results:
