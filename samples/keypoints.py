@@ -486,8 +486,6 @@ def cmd_train(args):
             json.dump({"small": bool(args.small), "epochs": epochs, "steps": steps,
                        "images": len(train_set.image_ids), "learning_rate": learning_rate}, f)
         minutes = args.minutes if args.minutes is not None else settings["minutes"]
-        if minutes is not None and not minutes > 0:
-            raise UsageError(f"--minutes must be positive, got {minutes}")
         if minutes:
             schedule = time_budget_callback(learning_rate, minutes)
             print(f"Training for {minutes:g} minutes (learning rate over the time budget)")
