@@ -134,21 +134,14 @@ def test_detect_returns_keypoints_inside_their_boxes(inference_models):
     assert np.all((keypoints[..., 2] > 0) & (keypoints[..., 2] <= 1))
 
 
-def test_training_graph_steps_with_keypoints(tmp_path):
-    from mrcnn.data import build_batch, AnchorCache, input_names
+@pytest.mark.slow
+def test_training_step_with_keypoints(tmp_path):
+    from mrcnn.data import AnchorCache, build_batch, input_names
     from samples.keypoints import make_dataset
 
-    config = TinyKeypointConfig()
-    plain = MaskRCNN("training", TinyConfig(), str(tmp_path))
-    model = MaskRCNN("training", config, str(tmp_path))
-    plain_names = [layer.name for layer in plain.keras_model.layers]
-    names = [layer.name for layer in model.keras_model.layers]
-    assert not [n for n in plain_names if _is_keypoint_layer(n)]
-    # Same layers (the keypoint graph consumes input_image_meta earlier, so the order moves).
-    assert sorted(n for n in names if not _is_keypoint_layer(n)) == sorted(plain_names)
-    assert {n: w for n, w in _weighted(model).items() if not _is_keypoint_layer(n)} == _weighted(plain)
     dataset = make_dataset(2, seed=5)
     rng = np.random.default_rng(0)
+    config = TinyKeypointConfig()
     arrays = build_batch(dataset, config, [0, 1], AnchorCache(config), rng,
                          augmentation=kp.HorizontalFlip(0.5))
     inputs = dict(zip(input_names(config), arrays))
@@ -156,21 +149,31 @@ def test_training_graph_steps_with_keypoints(tmp_path):
     count = int(np.sum(inputs["input_gt_class_ids"][0] > 0))
     assert np.all(inputs["input_gt_keypoints"][0, count:] == 0)
     assert np.all(inputs["input_gt_keypoints"][0, :count, :, 2] > 0)
-    model.compile(0.001, 0.9)
-    logs = model.keras_model.train_on_batch(inputs, return_dict=True)
-    assert np.isfinite(logs["loss"]) and np.isfinite(logs["mrcnn_keypoint_loss"])
+    with pytest.raises(ValueError, match="only mrcnn.keypoints.HorizontalFlip"):
+        build_batch(dataset, config, [0], AnchorCache(config), rng, augmentation=lambda **kw: kw)
     # Without the (untrained) RPN: random ROIs around the figures make positives, so the
     # keypoint loss has visible keypoints to learn from.
     roi_config = type("R", (TinyKeypointConfig,), {"USE_RPN_ROIS": False})()
-    roi_model = MaskRCNN("training", roi_config, str(tmp_path))
+    model = MaskRCNN("training", roi_config, str(tmp_path))
     arrays = build_batch(dataset, roi_config, [0, 1], AnchorCache(roi_config), rng,
                          random_rois=roi_config.POST_NMS_ROIS_TRAINING)
-    assert [i.name for i in roi_model.keras_model.inputs][-2:] == ["input_gt_keypoints", "input_roi"]
-    roi_model.compile(0.001, 0.9)
-    logs = roi_model.keras_model.train_on_batch(arrays, return_dict=True)
-    assert logs["mrcnn_keypoint_loss"] > 0
-    with pytest.raises(ValueError, match="only mrcnn.keypoints.HorizontalFlip"):
-        build_batch(dataset, config, [0], AnchorCache(config), rng, augmentation=lambda **kw: kw)
+    assert [i.name for i in model.keras_model.inputs][-2:] == ["input_gt_keypoints", "input_roi"]
+    model.compile(0.001, 0.9)
+    logs = model.keras_model.train_on_batch(arrays, return_dict=True)
+    assert np.isfinite(logs["loss"]) and logs["mrcnn_keypoint_loss"] > 0
+
+
+def test_default_training_graph_is_the_keypoint_graph_without_the_head(tmp_path):
+    plain = MaskRCNN("training", TinyConfig(), str(tmp_path))
+    model = MaskRCNN("training", TinyKeypointConfig(), str(tmp_path))
+    plain_names = [layer.name for layer in plain.keras_model.layers]
+    names = [layer.name for layer in model.keras_model.layers]
+    assert not [n for n in plain_names if _is_keypoint_layer(n)]
+    # Same layers (the keypoint graph consumes input_image_meta earlier, so the order moves).
+    assert sorted(n for n in names if not _is_keypoint_layer(n)) == sorted(plain_names)
+    assert {n: w for n, w in _weighted(model).items() if not _is_keypoint_layer(n)} == _weighted(plain)
+    assert sorted(plain.keras_model.output) == sorted(
+        k for k in model.keras_model.output if "keypoint" not in k)
 
 
 # ----------------------------------------------------------------------------- weights
