@@ -18,10 +18,12 @@ the command line.
 """
 from mrcnn.datasets.common import MalformedAnnotationError, MalformedAnnotationWarning
 from mrcnn.datasets.masks import InstancePngDataset, MaskFolderDataset
+from mrcnn.datasets.via import ViaDataset
 
 __all__ = [
     "InstancePngDataset",
     "MalformedAnnotationError",
     "MalformedAnnotationWarning",
     "MaskFolderDataset",
+    "ViaDataset",
 ]
