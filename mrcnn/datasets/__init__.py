@@ -16,14 +16,20 @@ entries by file and index (``strict=False`` skips them with a
 any prepared dataset as a COCO instances file; ``python -m mrcnn convert`` does it from
 the command line.
 """
+from mrcnn.datasets.coco import CocoDataset, dataset_to_coco, write_coco_json
 from mrcnn.datasets.common import MalformedAnnotationError, MalformedAnnotationWarning
+from mrcnn.datasets.labelme import LabelmeDataset
 from mrcnn.datasets.masks import InstancePngDataset, MaskFolderDataset
 from mrcnn.datasets.via import ViaDataset
 
 __all__ = [
+    "CocoDataset",
     "InstancePngDataset",
+    "LabelmeDataset",
     "MalformedAnnotationError",
     "MalformedAnnotationWarning",
     "MaskFolderDataset",
     "ViaDataset",
+    "dataset_to_coco",
+    "write_coco_json",
 ]
