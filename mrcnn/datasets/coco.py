@@ -134,6 +134,9 @@ def write_coco_json(dataset, path, segmentation="rle", image_root=None, image_id
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it private; give it a normal file's mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
