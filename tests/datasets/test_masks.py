@@ -167,3 +167,14 @@ def test_instance_png_malformed(instance_folder):
                                              class_map=lambda v: "cow", class_names=["cat"])
     with pytest.raises(MalformedAnnotationError, match="instance value 3: class map gives 'cow'"):
         bad_map.load_mask(0)
+
+
+def test_instance_png_is_lazy(instance_folder, monkeypatch):
+    calls = []
+    real = masks_module.read_mask_png
+    monkeypatch.setattr(masks_module, "read_mask_png", lambda p: calls.append(p) or real(p))
+    dataset = InstancePngDataset.from_folder(instance_folder / "images",
+                                             instance_folder / "masks", "{stem}_mask.png")
+    assert calls == []
+    dataset.load_mask(0)
+    assert len(calls) == 1
