@@ -136,6 +136,13 @@ class Config:
     # Output mask shape; the mask head doubles MASK_POOL_SIZE.
     MASK_SHAPE = [28, 28]
 
+    # One mask per ROI instead of one per class (the Mask R-CNN paper, section 4.2: "nearly
+    # as effective"). True: the mask head ("mrcnn_mask") outputs 1 channel, the mask loss
+    # and detect() use it for every class. False (matterport's layout): NUM_CLASSES
+    # channels, the loss and detect() take the channel of the ROI's class. The two layouts'
+    # "mrcnn_mask" weights differ in shape: exclude that layer when loading across them.
+    CLASS_AGNOSTIC_MASKS = False
+
     # Maximum ground truth instances in one image.
     MAX_GT_INSTANCES = 100
 
@@ -250,6 +257,9 @@ class Config:
         if self.COMPUTE_BACKBONE_SHAPE is not None and not callable(self.COMPUTE_BACKBONE_SHAPE):
             raise ValueError("COMPUTE_BACKBONE_SHAPE must be None or a callable, "
                              f"got {self.COMPUTE_BACKBONE_SHAPE!r}")
+        if not isinstance(self.CLASS_AGNOSTIC_MASKS, bool):
+            raise ValueError("CLASS_AGNOSTIC_MASKS must be True or False, "
+                             f"got {self.CLASS_AGNOSTIC_MASKS!r}")
         if not isinstance(self.FREEZE_INFERENCE_WEIGHTS, bool):
             raise ValueError("FREEZE_INFERENCE_WEIGHTS must be True or False, "
                              f"got {self.FREEZE_INFERENCE_WEIGHTS!r}")

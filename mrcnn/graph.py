@@ -131,10 +131,12 @@ def classifier_head(rois, image_meta, mrcnn_feature_maps, config):
 def mask_head(rois, image_meta, mrcnn_feature_maps, config, winograd=False):
     """RoIAlign + mask head: rois [batch, N, 4] normalized -> [batch, N, 2P, 2P, K] sigmoid.
 
+    K = NUM_CLASSES, or 1 with ``config.CLASS_AGNOSTIC_MASKS``.
     winograd: bool, the head's 3x3 convs are ``WinogradConv2D`` layers (inference)."""
     pooled = roi_align("roi_align_mask", config.MASK_POOL_SIZE, config)(
         [rois, image_meta] + mrcnn_feature_maps)
-    return fpn_mask_head(pooled, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+    mask_channels = 1 if config.CLASS_AGNOSTIC_MASKS else config.NUM_CLASSES
+    return fpn_mask_head(pooled, mask_channels, train_bn=config.TRAIN_BN,
                          norm=config.NORMALIZATION, gn_groups=config.GROUP_NORM_GROUPS,
                          filters=config.MASK_HEAD_FILTERS, winograd=winograd)
 

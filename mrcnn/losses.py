@@ -153,15 +153,19 @@ def mrcnn_mask_loss(target_masks, target_class_ids, pred_masks):
     target_masks: [batch, num_rois, height, width] float (or bool) in {0, 1}.
     target_class_ids: [batch, num_rois] int class ids; > 0 marks a positive ROI.
     pred_masks: [batch, num_rois, height, width, num_classes] float sigmoid
-        probabilities.
+        probabilities; a static last dimension of 1 is a class-agnostic head
+        (``Config.CLASS_AGNOSTIC_MASKS``) whose one channel serves every class.
 
     Returns: float32 scalar, the per-pixel binary cross-entropy between the
-    target and the true class's mask channel, averaged over the pixels of the
-    positive ROIs; 0.0 without positives.
+    target and the true class's mask channel (channel 0 of a class-agnostic
+    head), averaged over the pixels of the positive ROIs; 0.0 without positives.
     """
     pred_masks = _f32(pred_masks)
-    index = _true_class_index(target_class_ids, 5)                              # [B, N, 1, 1, 1]
-    pred = ops.squeeze(ops.take_along_axis(pred_masks, index, axis=4), axis=4)  # [B, N, h, w]
+    if pred_masks.shape[-1] == 1:  # class-agnostic: one mask per ROI
+        pred = pred_masks[..., 0]                                               # [B, N, h, w]
+    else:
+        index = _true_class_index(target_class_ids, 5)                          # [B, N, 1, 1, 1]
+        pred = ops.squeeze(ops.take_along_axis(pred_masks, index, axis=4), axis=4)
     target = _f32(target_masks)
     bce = ops.binary_crossentropy(target, pred, from_logits=False)
     positive = _f32(ops.greater(target_class_ids, 0))                           # [B, N]

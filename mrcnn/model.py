@@ -140,7 +140,8 @@ class MaskRCNN:
         """Turn one image's network outputs into pixel results in the original image.
 
         detections: [N, (y1, x1, y2, x2, class_id, score)] normalized, zero padded.
-        mrcnn_mask: [N, h, w, NUM_CLASSES] sigmoid masks.
+        mrcnn_mask: [N, h, w, NUM_CLASSES] sigmoid masks, or [N, h, w, 1] with
+            CLASS_AGNOSTIC_MASKS (that channel serves every class).
         original_image_shape: (H, W, C) before resizing; image_shape: molded (H, W, C).
         window: (y1, x1, y2, x2) pixels of the real image in the molded image.
 
@@ -153,7 +154,8 @@ class MaskRCNN:
         boxes = detections[:count, :4].astype(np.float32)
         class_ids = detections[:count, 4].astype(np.int32)
         scores = detections[:count, 5].astype(np.float32)
-        masks = mrcnn_mask[np.arange(count), :, :, class_ids]
+        channels = class_ids if mrcnn_mask.shape[-1] > 1 else np.zeros_like(class_ids)
+        masks = mrcnn_mask[np.arange(count), :, :, channels]
 
         # Boxes from the molded frame to the window's frame, then to original pixels.
         wy1, wx1, wy2, wx2 = utils.norm_boxes(np.asarray(window)[None], image_shape[:2])[0]
