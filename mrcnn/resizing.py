@@ -86,8 +86,11 @@ def _resize_linear(image, output_hw, out_dtype=None):
     rw1 = np.tile(np.repeat(wx1, channels), (min(step, out_h), 1))
     lo, hi = src.min(), src.max()
     # skimage widens the clip range to cval=0 when 0 is outside the input's range but inside
-    # the output's: that needs the whole output first.
-    whole = not lo <= 0 <= hi
+    # the output's. Every output has a tap inside the image with weight >= 1/2 per axis, so
+    # that happens only when values so close to 0 underflow; then the whole output is needed
+    # before clipping.
+    whole = (not lo <= 0 <= hi and src.dtype.kind == "f"
+             and min(abs(float(lo)), abs(float(hi))) < 1e-30)
     result = np.empty((out_h, row_len), dtype=float_dtype if whole else out_dtype)
     acc = np.empty((min(step, out_h), row_len))
     tmp = np.empty_like(acc)
