@@ -321,7 +321,7 @@ def _without_api_hints(err):
     """An error's message without the Python-API advice (by_name=..., exclude=...)."""
     text = str(err)
     text = re.sub(r"\s*\((?:[^()]|\([^()]*\))*\bby_name\b(?:[^()]|\([^()]*\))*\)", "", text)
-    sentences = re.split(r"(?<=[.;])\s+", text)
+    sentences = re.split(r"(?<=[.;?])\s+", text)
     return " ".join(s for s in sentences if "by_name" not in s and "exclude=" not in s).strip()
 
 
