@@ -318,9 +318,10 @@ def _load(model, key, path, config):
 
 
 def _without_api_hints(err):
-    """An error's message without the Python-API advice (by_name=..., exclude=...)."""
-    text = str(err)
-    text = re.sub(r"\s*\((?:[^()]|\([^()]*\))*\bby_name\b(?:[^()]|\([^()]*\))*\)", "", text)
+    """An error's message without the Python-API advice (by_name=..., exclude=...): asides in
+    parentheses that mention by_name go, then every sentence that still mentions them."""
+    text = re.sub(r"\s+\((?:[^()]|\([^()]*\))*\bby_name\b(?:[^()]|\([^()]*\))*\)", "",
+                  str(err))
     sentences = re.split(r"(?<=[.;?])\s+", text)
     return " ".join(s for s in sentences if "by_name" not in s and "exclude=" not in s).strip()
 
