@@ -23,8 +23,9 @@ Command line (from the repository root)::
     python samples/keypoints.py detect --weights last --out keypoints.png
 
 ``--small`` shrinks model, data and schedule to seconds (CI), and is remembered beside the
-checkpoints (``settings.json``) as in ``samples/shapes.py``, whose compact GroupNorm
-backbone, learning-rate schedule and checkpoint plumbing this sample reuses.
+checkpoints (``settings.json``) as in ``samples/shapes.py``. The compact GroupNorm model and
+its learning-rate schedule are ``mrcnn.compact``'s, the checkpoint plumbing
+``mrcnn.checkpoints``'.
 """
 import argparse
 import json
@@ -41,11 +42,11 @@ if __name__ == "__main__":  # run as a script from a checkout: make ``import mrc
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mrcnn import utils  # noqa: E402
-from mrcnn.checkpoints import epoch_checkpoints, find_last_checkpoint  # noqa: E402
+from mrcnn.checkpoints import (SETTINGS_FILE, epoch_checkpoints,  # noqa: E402
+                               find_last_checkpoint, read_run_settings)
+from mrcnn.compact import (CompactConfig, SmallCompactConfig, distinct_color,  # noqa: E402
+                           inference_config, learning_rate_at, lr_schedule_callback)
 from mrcnn.dataset import Dataset  # noqa: E402
-from samples.shapes import (ShapesConfig, SmallShapesConfig, UsageError,  # noqa: E402
-                            _distinct_color, inference_config, lr_schedule_callback,
-                            read_run_settings)
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +62,12 @@ SKELETON = (("apex", "left"), ("left", "right"), ("right", "apex"))
 OKS_SIGMA = 0.062
 JOINT_RADIUS = 3
 TRAIN_SEED, VAL_SEED, TEST_SEED = 11, 12, 13
-SETTINGS_FILE = "settings.json"
 EXIT_USAGE = 2
 
 
 # ---------------------------------------------------------------------------- configuration
-class KeypointsConfig(ShapesConfig):
-    """ShapesConfig's compact model (128 px, GroupNorm backbone) plus a keypoint head.
+class KeypointsConfig(CompactConfig):
+    """The package's compact model (``mrcnn.compact``: 128 px, GroupNorm backbone) plus a keypoint head.
 
     * One class ("figure") and three keypoints; 56 x 56 heatmaps from 14 x 14 RoIAlign.
     * A four-conv, 64-channel keypoint head instead of the paper's eight 512-channel convs:
@@ -90,7 +90,7 @@ class KeypointsConfig(ShapesConfig):
     STEPS_PER_EPOCH = 100
 
 
-class SmallKeypointsConfig(SmallShapesConfig):
+class SmallKeypointsConfig(SmallCompactConfig, KeypointsConfig):
     """A toy-sized keypoint model (``--small``, CI): builds and steps in seconds."""
 
     NAME = "keypoints"
@@ -133,15 +133,15 @@ class KeypointsDataset(Dataset):
                 radius = int(rng.integers(4, size // 10 + 5))
                 discs.append((int(rng.integers(radius, size - radius)),
                               int(rng.integers(radius, size - radius)), radius,
-                              _distinct_color(rng, [bg_color])))
+                              distinct_color(rng, [bg_color])))
             figures, boxes = [], []
             for _ in range(int(rng.integers(1, max_figures + 1))):
                 for _attempt in range(10):
                     vertices = random_triangle(size, rng)
                     box = _vertex_box(vertices)
                     if not boxes or utils.compute_overlaps(box[None], np.array(boxes)).max() <= max_overlap:
-                        color = _distinct_color(rng, [bg_color])
-                        figures.append((vertices, color, _distinct_color(rng, [bg_color, color])))
+                        color = distinct_color(rng, [bg_color])
+                        figures.append((vertices, color, distinct_color(rng, [bg_color, color])))
                         boxes.append(box)
                         break
             self.add_image(SOURCE, image_id=start + i, path=None, width=size, height=size,
@@ -316,15 +316,13 @@ def draw_detections(model, out_path, image_indices=(0,), columns=3):
 def time_budget_callback(base_lr, minutes, warmup=0.05):
     """A Keras callback that trains for ``minutes`` of wall time, whatever the machine's load.
 
-    The learning rate follows the warm-up + cosine curve of ``samples.shapes`` over the
+    The learning rate follows the warm-up + cosine curve of ``mrcnn.compact`` over the
     elapsed fraction of the budget (from the start of ``fit``, graph building included)
     instead of over steps; training stops after the first batch that ends past the budget
     (Keras still ends the epoch, so its checkpoint is written). ``stopped_at``: (epoch,
     batch) where it stopped, or None.
     """
     import keras
-
-    from samples.shapes import learning_rate_at
 
     class TimeBudget(keras.callbacks.Callback):
         def __init__(self):
@@ -354,6 +352,10 @@ def time_budget_callback(base_lr, minutes, warmup=0.05):
 
 
 # ---------------------------------------------------------------------------- command line
+class UsageError(Exception):
+    """A command-line problem the user can fix; main() prints it and returns exit code 2."""
+
+
 def _settings(small):
     """Sizes of a run: the config class, images, epochs, steps, evaluation images."""
     if small:

@@ -38,9 +38,15 @@ if __name__ == "__main__":  # run as a script from a checkout: make ``import mrc
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mrcnn import utils  # noqa: E402
-from mrcnn.checkpoints import choose_last_checkpoint, epoch_checkpoints  # noqa: E402
+from mrcnn.checkpoints import (SETTINGS_FILE, choose_last_checkpoint,  # noqa: E402,F401
+                               epoch_checkpoints, read_run_settings)
 from mrcnn.cli_args import quiet_tensorflow  # noqa: E402
-from mrcnn.config import Config  # noqa: E402
+# The compact model and its schedule live in mrcnn.compact; the names below stay importable
+# from samples.shapes (notebooks, bench/ and tests use them from here).
+from mrcnn.compact import (CompactConfig, SmallCompactConfig, distinct_color,  # noqa: E402,F401
+                           inference_config, learning_rate_at, lr_schedule_callback,
+                           small_backbone)
+from mrcnn.compact import compact_backbone as shapes_backbone  # noqa: E402,F401
 from mrcnn.dataset import Dataset  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -52,152 +58,26 @@ SHAPE_NAMES = ("square", "circle", "triangle")   # class ids 1, 2, 3
 SOURCE = "shapes"
 # Seeds of the three disjoint image sets: training, validation (during training), held-out test.
 TRAIN_SEED, VAL_SEED, TEST_SEED = 1, 2, 3
-SETTINGS_FILE = "settings.json"
 EXIT_USAGE = 2
 
 
 # ---------------------------------------------------------------------------- configuration
-def shapes_backbone(input_image, stage5=True, train_bn=False):
-    """A compact residual backbone with GroupNorm, sized for 128 px synthetic shapes.
+class ShapesConfig(CompactConfig):
+    """128 x 128 images with up to four shapes: the package's compact from-scratch model.
 
-    A 3x3 stride-2 stem, then per stage 2..5 a stride-2 3x3 conv and one residual block
-    of two 3x3 convs; widths 32 (stem), 64, 96, 128, 192. Layer names follow the
-    ResNet scheme (res{stage}a_branch2a, bn{stage}a_branch2a, ...) so that the training
-    layer groups ("3+", "4+", ...) still select stages. About a seventh of ResNet-50's
-    cost at this size, which buys several times more training steps on a CPU.
-
-    input_image: [batch, H, W, 3] KerasTensor, molded. Returns [C1, ..., C5] KerasTensors
-    at strides 2, 4, 8, 16, 32 (C5 is None when not stage5).
-    """
-    import keras
-
-    from mrcnn.layers.norm import GroupNorm
-
-    def conv_gn_relu(x, filters, stride, conv_name, norm_name, relu=True):
-        x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", name=conv_name)(x)
-        x = GroupNorm(max_groups=16, name=norm_name)(x)
-        return keras.layers.Activation("relu")(x) if relu else x
-
-    c1 = conv_gn_relu(input_image, 32, 2, "conv1", "bn_conv1")
-    x = c1
-    stages = [c1]
-    for stage, filters in zip(range(2, 6), (64, 96, 128, 192)):
-        if stage == 5 and not stage5:
-            stages.append(None)
-            break
-        x = conv_gn_relu(x, filters, 2, f"res{stage}a_branch1", f"bn{stage}a_branch1")
-        y = conv_gn_relu(x, filters, 1, f"res{stage}a_branch2a", f"bn{stage}a_branch2a")
-        y = conv_gn_relu(y, filters, 1, f"res{stage}a_branch2b", f"bn{stage}a_branch2b", relu=False)
-        x = keras.layers.Add()([x, y])
-        x = keras.layers.Activation("relu", name=f"res{stage}a_out")(x)
-        stages.append(x)
-    return stages
-
-
-class ShapesConfig(Config):
-    """128 x 128 images with up to four shapes; sized to train from scratch on a CPU.
-
-    * A compact residual backbone with GroupNorm (``shapes_backbone``): no ImageNet
-      weights are used, and batch statistics of a handful of images do not carry over to
-      inference (frozen or trained BatchNorm both do badly from scratch).
-    * A narrow FPN, RPN conv, box head and mask head: three classes do not need
-      matterport's 256 / 512 / 1024 channels, and the mask head's convs are most of the
-      cost of a training step on a CPU.
-    * Small anchors (8..128 px) for shapes of 16..64 px; 28 x 28 masks.
-    * Batches of 8 images (small images; GroupNorm does not care about the batch size).
-    * SGD at a high peak rate with warm-up and cosine decay (see ``train``).
+    The model and schedule settings (GroupNorm backbone, narrow heads, small anchors, SGD
+    with warm-up and cosine decay) are ``mrcnn.compact.CompactConfig``'s; this adds the
+    three classes and the instance counts of the data.
     """
 
     NAME = "shapes"
-    GPU_COUNT = 1
-    IMAGES_PER_GPU = 8
     NUM_CLASSES = 1 + len(SHAPE_NAMES)
-
-    BACKBONE = staticmethod(shapes_backbone)
-    NORMALIZATION = "group"
-    GROUP_NORM_GROUPS = 16
-    TOP_DOWN_PYRAMID_SIZE = 128
-    RPN_CONV_FILTERS = 128
-    FPN_CLASSIF_FC_LAYERS_SIZE = 256
-    MASK_HEAD_FILTERS = 64
-
-    IMAGE_RESIZE_MODE = "square"
-    IMAGE_MIN_DIM = 128
-    IMAGE_MAX_DIM = 128
-
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 64
-    PRE_NMS_LIMIT = 1000
-    POST_NMS_ROIS_TRAINING = 256
-    POST_NMS_ROIS_INFERENCE = 128
-    TRAIN_ROIS_PER_IMAGE = 32
-    ROI_POSITIVE_RATIO = 0.33
     MAX_GT_INSTANCES = 8
-    MASK_POOL_SIZE = 14
-    MASK_SHAPE = [28, 28]
-    MINI_MASK_SHAPE = (56, 56)
-
     DETECTION_MAX_INSTANCES = 16
-    DETECTION_MIN_CONFIDENCE = 0.5
-
-    STEPS_PER_EPOCH = 120
-    VALIDATION_STEPS = 5
-    LEARNING_RATE = 0.02
-    LEARNING_MOMENTUM = 0.9
-    WEIGHT_DECAY = 0.0001
 
 
-def small_backbone(input_image, stage5=True, train_bn=False):
-    """Five strided 3x3 conv + ReLU stages, [C1, ..., C5] at strides 4, 4, 8, 16, 32.
-
-    input_image: [batch, H, W, 3] KerasTensor, molded. Returns KerasTensors
-    [batch, H / s, W / s, C] with C = 8, 16, 32, 32, 64 (C5 is None when not stage5).
-    A smoke-test backbone: it compiles in seconds and learns little.
-    """
-    import keras
-
-    x = input_image
-    stages = []
-    for stage, (filters, stride) in enumerate(((8, 4), (16, 1), (32, 2), (32, 2), (64, 2)), start=1):
-        if stage == 5 and not stage5:
-            stages.append(None)
-            break
-        x = keras.layers.Conv2D(filters, 3, strides=stride, padding="same", activation="relu",
-                                name=f"small_c{stage}")(x)
-        stages.append(x)
-    return stages
-
-
-class SmallShapesConfig(ShapesConfig):
+class SmallShapesConfig(SmallCompactConfig, ShapesConfig):
     """A toy-sized model (``--small``, CI and the notebooks' small mode): builds and steps in seconds."""
-
-    BACKBONE = staticmethod(small_backbone)
-    IMAGES_PER_GPU = 2
-    GROUP_NORM_GROUPS = 8
-    TOP_DOWN_PYRAMID_SIZE = 32
-    FPN_CLASSIF_FC_LAYERS_SIZE = 64
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
-    PRE_NMS_LIMIT = 256
-    POST_NMS_ROIS_TRAINING = 64
-    POST_NMS_ROIS_INFERENCE = 32
-    TRAIN_ROIS_PER_IMAGE = 16
-    MASK_POOL_SIZE = 7
-    MASK_SHAPE = [14, 14]
-    MINI_MASK_SHAPE = (28, 28)
-    DETECTION_MAX_INSTANCES = 8
-    DETECTION_MIN_CONFIDENCE = 0.3
-    STEPS_PER_EPOCH = 2
-    VALIDATION_STEPS = 1
-
-
-def inference_config(config_class):
-    """An instance of ``config_class`` set up for inference: one image per batch."""
-
-    class _Inference(config_class):
-        IMAGES_PER_GPU = 1
-
-    _Inference.__name__ = f"Inference{config_class.__name__}"
-    return _Inference()
 
 
 # ---------------------------------------------------------------------------- dataset
@@ -237,7 +117,7 @@ class ShapesDataset(Dataset):
     def random_shape(height, width, rng, bg_color):
         """One random shape ``(name, color, (cy, cx, size))`` lying fully inside the image."""
         name = SHAPE_NAMES[int(rng.integers(len(SHAPE_NAMES)))]
-        color = _distinct_color(rng, [bg_color])
+        color = distinct_color(rng, [bg_color])
         low, high = max(4, min(height, width) // 16), max(5, min(height, width) // 4)
         size = int(rng.integers(low, high + 1))
         cy = int(rng.integers(size, height - size))
@@ -322,15 +202,6 @@ def shape_mask(name, dims, height, width):
     return mask
 
 
-def _distinct_color(rng, others, min_distance=60):
-    """A random RGB colour whose largest channel difference to each of ``others`` is >= min_distance."""
-    for _ in range(100):
-        color = tuple(int(c) for c in rng.integers(0, 256, size=3))
-        if all(max(abs(a - b) for a, b in zip(color, other)) >= min_distance for other in others):
-            return color
-    # Practically unreachable: fall back to the complement of the first colour.
-    return tuple(255 - c for c in others[0])
-
 
 def make_dataset(count, seed, size=128):
     """A prepared ShapesDataset of ``count`` images of ``size`` px drawn from ``seed``."""
@@ -338,38 +209,6 @@ def make_dataset(count, seed, size=128):
     dataset.load_shapes(count, size, size, seed=seed)
     dataset.prepare()
     return dataset
-
-
-# ---------------------------------------------------------------------------- schedule
-def lr_schedule_callback(base_lr, total_steps, warmup_steps, first_step):
-    """A Keras callback setting the SGD learning rate per batch: linear warm-up, cosine decay.
-
-    The rate rises from base_lr / 10 to base_lr over ``warmup_steps``, then follows a cosine
-    down to base_lr / 100 at ``total_steps``. ``first_step``: global step of the first batch
-    (so that a resumed run continues the curve).
-    """
-    import keras
-
-    class WarmupCosine(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.step = first_step
-
-        def on_train_batch_begin(self, batch, logs=None):
-            self.model.optimizer.learning_rate.assign(learning_rate_at(
-                self.step, base_lr, total_steps, warmup_steps))
-            self.step += 1
-
-    return WarmupCosine()
-
-
-def learning_rate_at(step, base_lr, total_steps, warmup_steps):
-    """Learning rate at global ``step`` of the warm-up + cosine schedule (float)."""
-    if step < warmup_steps:
-        return base_lr * (0.1 + 0.9 * step / max(warmup_steps, 1))
-    progress = min(1.0, (step - warmup_steps) / max(total_steps - warmup_steps, 1))
-    floor = base_lr / 100
-    return floor + (base_lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 # ---------------------------------------------------------------------------- command line
@@ -385,15 +224,6 @@ def _settings(small):
     return {"config": ShapesConfig, "images": 4000, "val_images": 50, "epochs": 12,
             "steps": ShapesConfig.STEPS_PER_EPOCH, "eval_limit": 100}
 
-
-def read_run_settings(weights_path):
-    """The ``settings.json`` beside a checkpoint ({} when absent or unreadable)."""
-    path = os.path.join(os.path.dirname(os.path.abspath(weights_path)), SETTINGS_FILE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return {}
 
 
 def resolve_weights(weights, logs, small=None):
