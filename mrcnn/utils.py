@@ -19,8 +19,10 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 
 import numpy as np
+import scipy.ndimage
 import skimage.transform
 
 # Dataset lives in mrcnn/dataset.py; re-exported here for matterport users.
@@ -360,17 +362,16 @@ def resize_mask(mask, scale, padding, crop=None):
 
     Returns: masks of the same dtype whose size equals resize_image's output
     (scaled size is (round(H * scale), round(W * scale)), like the image).
+    Scaling is matterport's: ``scipy.ndimage.zoom(mask, [scale, scale, 1], order=0)``,
+    which takes any number of instances (OpenCV's resize stops at 512 channels and
+    crashes on more than 128 for some dtypes).
     """
     mask = np.asarray(mask)
-    h, w = mask.shape[:2]
     if scale != 1:
-        target = (round(h * scale), round(w * scale))
-        if mask.ndim == 3 and mask.shape[2] == 0:
-            mask = np.zeros(target + (0,), dtype=mask.dtype)
-        elif mask.dtype == bool:
-            mask = resize(mask, target, order=0)
-        else:
-            mask = _cast_like(resize(mask, target, order=0), mask.dtype)
+        zoom = [scale, scale] + [1] * (mask.ndim - 2)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # scipy's note on the output shape rounding
+            mask = scipy.ndimage.zoom(mask, zoom=zoom, order=0)
     if crop is not None:
         y, x, ch, cw = crop
         mask = mask[y:y + ch, x:x + cw]
