@@ -30,10 +30,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-import skimage.io  # noqa: E402
 
 from mrcnn.config import Config  # noqa: E402
-from mrcnn.dataset import Dataset  # noqa: E402
+from mrcnn.datasets.masks import MaskFolderDataset  # noqa: E402
 from samples.coco import (  # noqa: E402
     CliError, add_common_arguments, build_model, config_overrides, make_config, run_main)
 from samples.shapes import shapes_backbone  # noqa: E402
@@ -120,8 +119,9 @@ def read_val_ids(path):
         return [line.strip() for line in f if line.strip() and not line.startswith("#")]
 
 
-class NucleusDataset(Dataset):
-    """Nuclei of the DSB2018 layout: one class, "nucleus"."""
+class NucleusDataset(MaskFolderDataset):
+    """Nuclei of the DSB2018 layout: one class, "nucleus" (a mrcnn.datasets MaskFolderDataset
+    with the train/val split and a mask cache)."""
 
     def load_nucleus(self, dataset_dir, subset, val_ids=None):
         """Add the images of ``subset``.
@@ -149,15 +149,16 @@ class NucleusDataset(Dataset):
                 if unknown:
                     raise ValueError(f"val_ids {unknown[:10]} are not image folders of {folder!r}")
             ids = [i for i in ids if (i in val_set) == (subset == "val")]
-        self.add_class("nucleus", 1, "nucleus")
+        present = []
         for image_id in ids:
-            path = os.path.join(folder, image_id, "images", f"{image_id}.png")
-            if not os.path.isfile(path):
+            if not os.path.isfile(os.path.join(folder, image_id, "images", f"{image_id}.png")):
                 logger.warning("%s has no images/%s.png; skipped", os.path.join(folder, image_id),
                                image_id)
                 continue
-            self.add_image("nucleus", image_id=image_id, path=path,
-                           mask_dir=os.path.join(folder, image_id, "masks"))
+            present.append(image_id)
+        self.load_mask_folder(folder, class_name="nucleus", image_ids=present, source="nucleus")
+        if not present:
+            self.add_class("nucleus", 1, "nucleus")
 
     def load_mask(self, image_id):
         """masks [H, W, N] bool (pixel > 0 in each masks/*.png, sorted by file name) and
@@ -168,14 +169,13 @@ class NucleusDataset(Dataset):
         later calls (every training step) rebuild the same masks without reading files.
         """
         info = self.image_info[image_id]
-        if info["source"] != "nucleus":
-            return super().load_mask(image_id)
         labels = info.get("mask_labels")
         if labels is not None:
             count = int(info["mask_count"])
             masks = labels[..., None] == np.arange(1, count + 1, dtype=labels.dtype)
-            return masks, np.ones(count, dtype=np.int32)
-        masks, class_ids = self._read_masks(info["mask_dir"], image_id)
+            return masks, np.full(count, self.map_source_class_id(f"{info['source']}.1"),
+                                  dtype=np.int32)
+        masks, class_ids = super().load_mask(image_id)
         count = masks.shape[-1]
         if count and count < 2 ** 16 and masks.sum(axis=-1, dtype=np.int32).max() <= 1:
             labels = np.zeros(masks.shape[:2], dtype=np.uint16)
@@ -184,23 +184,6 @@ class NucleusDataset(Dataset):
             info["mask_count"] = count
             info["mask_labels"] = labels
         return masks, class_ids
-
-    def _read_masks(self, mask_dir, image_id):
-        files = sorted(f for f in os.listdir(mask_dir) if f.lower().endswith(".png")) \
-            if os.path.isdir(mask_dir) else []
-        masks = []
-        for name in files:
-            mask = np.asarray(skimage.io.imread(os.path.join(mask_dir, name)))
-            if mask.ndim == 3:
-                mask = mask[..., 0]
-            masks.append(mask > 0)
-        if not masks:
-            height, width = self.load_image(image_id).shape[:2]
-            return np.zeros((height, width, 0), dtype=bool), np.zeros((0,), dtype=np.int32)
-        shapes = {m.shape for m in masks}
-        if len(shapes) > 1:
-            raise ValueError(f"masks of {mask_dir!r} differ in size: {sorted(shapes)}")
-        return np.stack(masks, axis=-1), np.ones(len(masks), dtype=np.int32)
 
     def image_reference(self, image_id):
         """The image's file path."""

@@ -336,7 +336,7 @@ def test_mask_cache_gives_the_files_masks(crowded):
     image_id = crowded.image_ids[0]
     first, _ = crowded.load_mask(image_id)
     assert "mask_labels" in crowded.image_info[image_id]
-    read, _ = crowded._read_masks(crowded.image_info[image_id]["mask_dir"], image_id)
+    read, _ = nucleus.MaskFolderDataset.load_mask(crowded, image_id)   # from the files
     np.testing.assert_array_equal(first, read)
 
 
