@@ -5,14 +5,18 @@ subsets, ``<image id>/masks/*.png`` (one binary PNG per nucleus). Images may be 
 grey or RGB; they are read as RGB.
 
 Subsets: "train" and "val" split ``stage1_train`` (val: every fifth image id in sorted
-order, 9 of dsb2018_45's 45, or the ids listed in --val-ids FILE, one per line); any other name is a folder
-of the dataset, e.g. "stage1_test".
+order, 9 of dsb2018_45's 45, or the ids listed in --val-ids FILE, one per line); any
+other name is a folder of the dataset, e.g. "stage1_test".
 
-    python samples/nucleus.py train --dataset /data/nucleus --subset train --weights imagenet
+    python samples/nucleus.py train --dataset /data/nucleus --subset train --weights random
+    python samples/nucleus.py evaluate --dataset /data/nucleus --subset val --weights last
     python samples/nucleus.py detect --dataset /data/nucleus --subset stage1_test --weights last
 
-``detect`` writes ``<results>/submit_<timestamp>/submit.csv``: a header
-``ImageId,EncodedPixels`` and one row per detected nucleus with its run-length encoding
+``train`` runs for a wall-clock budget (--minutes, default 28) from scratch; ``evaluate``
+prints pycocotools' segm table (maxDets = DETECTION_MAX_INSTANCES) and the DSB2018 metric.
+
+``detect`` writes ``<results>/submit_<timestamp>/submit.csv`` and ``<image id>.png``
+overlays; submit.csv has a header ``ImageId,EncodedPixels`` and one row per detected nucleus with its run-length encoding
 (Kaggle's: column-major pixel order, 1-indexed ``start length`` pairs; overlaps are
 given to the higher score); an image without detections gets one row with an empty
 encoding. --weights: coco | imagenet | last | random | PATH (see samples/coco.py).
