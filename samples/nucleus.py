@@ -19,7 +19,7 @@ prints pycocotools' segm table (maxDets = DETECTION_MAX_INSTANCES) and the DSB20
 overlays; submit.csv has a header ``ImageId,EncodedPixels`` and one row per detected nucleus with its run-length encoding
 (Kaggle's: column-major pixel order, 1-indexed ``start length`` pairs; overlaps are
 given to the higher score); an image without detections gets one row with an empty
-encoding. --weights: coco | imagenet | last | random | PATH (see samples/coco.py).
+encoding. --weights: coco | imagenet | last | random | PATH (see mrcnn/cli_args.py).
 Exit status: 0 on success, 2 on a usage error.
 """
 import argparse
@@ -36,9 +36,9 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np  # noqa: E402
 
 from mrcnn.config import Config  # noqa: E402
+from mrcnn.cli_args import (  # noqa: E402
+    CliError, add_common_arguments, build_model, make_run_config, network_flags, run_main)
 from mrcnn.datasets.masks import MaskFolderDataset  # noqa: E402
-from samples.coco import (  # noqa: E402
-    CliError, add_common_arguments, build_model, config_overrides, make_config, run_main)
 from samples.shapes import shapes_backbone  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -479,9 +479,10 @@ def train(args):
 
     dataset_train = load_dataset(args, "train")
     dataset_val = load_dataset(args, "val")
-    config = make_config(NucleusConfig, **config_overrides(args))
+    config = make_run_config(NucleusConfig, args)
     config.display()
-    model = build_model("training", config, args.weights, args.logs, download=args.download)
+    model = build_model("training", config, args.weights, args.logs, download=args.download,
+                        run_settings=network_flags(args))
     total = args.epochs if args.epochs is not None else DEFAULT_EPOCHS
     if total < 1:
         raise CliError(f"--epochs must be >= 1, got {total}")
@@ -526,8 +527,7 @@ def nucleus_augmentation():
 
 def inference_model(args):
     """An inference MaskRCNN with --weights loaded: whole images, one at a time."""
-    overrides = {**config_overrides(args), "GPU_COUNT": 1, "IMAGES_PER_GPU": 1}
-    config = make_config(NucleusInferenceConfig, **overrides)
+    config = make_run_config(NucleusInferenceConfig, args, GPU_COUNT=1, IMAGES_PER_GPU=1)
     return build_model("inference", config, args.weights, args.logs, download=args.download)
 
 
