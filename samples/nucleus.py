@@ -38,8 +38,8 @@ import numpy as np  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.cli_args import (  # noqa: E402
     CliError, add_common_arguments, build_model, make_run_config, network_flags, run_main)
+from mrcnn.compact import compact_backbone  # noqa: E402
 from mrcnn.datasets.masks import MaskFolderDataset  # noqa: E402
-from samples.shapes import shapes_backbone  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ DEFAULT_MIN_SCORE = 0.5
 class NucleusConfig(Config):
     """Trains from scratch on a 2-core CPU: hundreds of small nuclei per image.
 
-    * The shapes sample's compact GroupNorm ResNet (``samples.shapes.shapes_backbone``)
+    * The shapes sample's compact GroupNorm ResNet (``mrcnn.compact.compact_backbone``)
       and narrow FPN / heads: no pretrained weights exist here, and BatchNorm statistics
       of four crops do not carry over to inference.
     * Random 256 px crops of images upscaled 2x (nuclei of 5..60 px become 10..120 px);
@@ -68,7 +68,7 @@ class NucleusConfig(Config):
     IMAGES_PER_GPU = 4
     NUM_CLASSES = 1 + 1
 
-    BACKBONE = staticmethod(shapes_backbone)
+    BACKBONE = staticmethod(compact_backbone)
     NORMALIZATION = "group"
     GROUP_NORM_GROUPS = 16
     TOP_DOWN_PYRAMID_SIZE = 128
