@@ -331,8 +331,9 @@ def make_tf_dataset(dataset, config, plan, first_epoch, last_epoch, first_step=0
     The pipeline does its own sharding (workers take disjoint slices of every global
     batch), so tf.data auto-sharding is turned off.
 
-    Each element is a dict keyed by INPUT_NAMES (see build_batch for shapes and dtypes),
-    with a static leading dimension plan.per_replica.
+    Each element is a dict keyed by INPUT_NAMES (see build_batch for shapes and dtypes;
+    input_gt_masks come as uint8 0/1 instead of bool), with a static leading dimension
+    plan.per_replica.
     """
     import tensorflow as tf
 
@@ -371,6 +372,10 @@ def make_tf_dataset(dataset, config, plan, first_epoch, last_epoch, first_step=0
         arrays = tf.py_function(load, [index], dtypes)
         for array, shape in zip(arrays, shapes):
             array.set_shape(shape)
+        arrays = list(arrays)
+        # uint8, not bool: Keras averages a first batch across replicas to build the model
+        # under tf.distribute, which bool cannot do; the graph's bool input casts it back.
+        arrays[6] = tf.cast(arrays[6], tf.uint8)
         return dict(zip(INPUT_NAMES, arrays))
 
     parallel = tf.data.AUTOTUNE if parallel_calls is None else parallel_calls

@@ -460,7 +460,7 @@ class MaskRCNN:
             raise ValueError(f"training under {type(self.strategy).__name__} needs "
                              f"pipeline='tf.data', got {pipeline!r}")
         trainable = self.set_trainable(layer_regex, verbose=verbose)
-        logger.info("epoch %d step %d -> epoch %d, lr %g, %d trainable layers, %s pipeline, "
+        logger.info("epoch %d step %d -> epoch %d, lr %s, %d trainable layers, %s pipeline, "
                     "checkpoints in %s", self.epoch, self.step, epochs, learning_rate,
                     len(trainable), pipeline, self.log_dir)
         self.compile(learning_rate, config.LEARNING_MOMENTUM)

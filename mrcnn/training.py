@@ -213,6 +213,32 @@ class MaskRCNNTrainer(keras.Model):
             return ops.zeros((), dtype="float32")
         return self.weight_decay * ops.sum(ops.stack(terms))
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Build metrics and optimizer from the first replica's share of the first batch.
+
+        Keras' TensorFlow trainer averages the first batch across replicas
+        (``strategy.reduce("MEAN", ...)``) only to learn its shapes; that fails for dict
+        inputs under MultiWorkerMirroredStrategy and for bool inputs under any strategy.
+        The local share has the same per-replica shapes.
+        """
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            data_batch = tf.nest.map_structure(
+                lambda value: (strategy.experimental_local_results(value)[0]
+                               if isinstance(value, tf.distribute.DistributedValues) else value),
+                next(batches))
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def train_step(self, data):
+        return _multi_worker_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return _multi_worker_logs(super().test_step(data))
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         losses = self.named_losses(x, y_pred)
         total = ops.zeros((), dtype="float32")
@@ -223,6 +249,20 @@ class MaskRCNNTrainer(keras.Model):
         decay = self.weight_decay_loss()
         self.weight_decay_tracker.update_state(decay)
         return scale_for_replicas(total + decay)
+
+
+def _multi_worker_logs(logs):
+    """Under MultiWorkerMirroredStrategy, each log as a [1] tensor instead of a scalar.
+
+    Keras reduces the step's logs with ``strategy.reduce("MEAN", value, axis=0)`` there,
+    which fails on scalars; the [1] values reduce to the scalar mean across replicas (the
+    metrics are synchronized across replicas, so that is each replica's value).
+    """
+    strategy = tf.distribute.get_strategy()
+    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode()):
+        return logs
+    return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
 
 
 def scale_for_replicas(loss):
@@ -298,8 +338,8 @@ def save_training_state(path, keras_model, epoch, step):
     """Write the optimizer state and the training position to ``path`` (.npz, atomic).
 
     Holds every optimizer variable (momentum per trainable variable, the iteration count
-    that positions a learning-rate schedule, the loss scale under mixed_float16) by its
-    path, plus epoch (completed epochs), step (steps done in the next epoch) and the
+    that positions a learning-rate schedule, the loss scale under mixed_float16) and the
+    layers' random-generator states by path, plus epoch (completed epochs), step (steps done in the next epoch) and the
     learning rate in use.
     """
     import uuid
@@ -307,13 +347,13 @@ def save_training_state(path, keras_model, epoch, step):
     import numpy as np
     optimizer = keras_model.optimizer
     arrays = {"epoch": np.int64(epoch), "step": np.int64(step)}
-    names = []
+    variables = list(random_states(keras_model))
     if optimizer is not None:
         arrays["learning_rate"] = np.float64(ops.convert_to_numpy(optimizer_of(keras_model).learning_rate))
-        for i, variable in enumerate(optimizer.variables):
-            names.append(variable.path)
-            arrays[f"v{i}"] = np.asarray(ops.convert_to_numpy(variable))
-    arrays["names"] = np.array(names, dtype=str)
+        variables += list(optimizer.variables)
+    for i, variable in enumerate(variables):
+        arrays[f"v{i}"] = np.asarray(ops.convert_to_numpy(variable))
+    arrays["names"] = np.array([variable.path for variable in variables], dtype=str)
     folder = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
     try:
@@ -324,6 +364,13 @@ def save_training_state(path, keras_model, epoch, step):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def random_states(keras_model):
+    """The model's variables that are not weights: the states of its layers' SeedGenerators
+    (e.g. DetectionTargetLayer's ROI sampling), which weight files do not hold."""
+    weights = {id(v) for v in keras_model.weights}
+    return [v for v in keras_model.variables if id(v) not in weights]
 
 
 def read_training_state(path):
@@ -341,7 +388,8 @@ def read_training_state(path):
 
 
 def restore_optimizer_state(keras_model, state, strategy=None):
-    """Build the compiled model's optimizer and assign the saved variables by path.
+    """Build the compiled model's optimizer and assign the saved optimizer variables and
+    random-generator states by path.
 
     The learning rate is not restored (``train(learning_rate=...)`` decides it); momentum of
     variables absent from the state (a new stage with more trainable layers) stays zero.
@@ -354,7 +402,7 @@ def restore_optimizer_state(keras_model, state, strategy=None):
         if not optimizer.built:
             optimizer.build(keras_model.trainable_variables)
         restored = 0
-        for variable in optimizer.variables:
+        for variable in random_states(keras_model) + list(optimizer.variables):
             value = state["variables"].get(variable.path)
             if value is None or variable.path.endswith("learning_rate"):
                 continue
