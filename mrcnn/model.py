@@ -78,6 +78,7 @@ class MaskRCNN:
         self.epoch = 0
         self.step = 0
         self._resume_state = None
+        self._target_epochs = None
         self._anchor_cache = {}
         self._predict_fn = None
         self.set_log_dir()
@@ -453,6 +454,7 @@ class MaskRCNN:
         from mrcnn.training import read_training_state, restore_optimizer_state
 
         config = self.config
+        self._target_epochs = epochs
         chief = is_chief(self.strategy)
         if pipeline == "auto":
             pipeline = "tf.data" if self.strategy is not None else "pydataset"
@@ -467,7 +469,7 @@ class MaskRCNN:
         if self._resume_state is not None:
             state = read_training_state(self._resume_state)
             restored = restore_optimizer_state(self.keras_model, state, self.strategy)
-            logger.info("restored %d optimizer variables from %s", restored, self._resume_state)
+            logger.info("restored %d state variables from %s", restored, self._resume_state)
             self._resume_state = None
         if chief:
             os.makedirs(self.log_dir, exist_ok=True)
@@ -516,7 +518,8 @@ class MaskRCNN:
         name = (self.config.NAME or "mrcnn").lower()
         path = os.path.join(self.log_dir, checkpoint_name(name, epoch, step))
         os.makedirs(self.log_dir, exist_ok=True)
-        save_training_state(state_path(path), self.keras_model, epoch, step)
+        save_training_state(state_path(path), self.keras_model, epoch, step,
+                            target_epochs=self._target_epochs)
         self.save_weights(path)
         return path
 

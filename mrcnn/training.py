@@ -334,7 +334,7 @@ def optimizer_of(keras_model):
     return getattr(optimizer, "inner_optimizer", optimizer)
 
 
-def save_training_state(path, keras_model, epoch, step):
+def save_training_state(path, keras_model, epoch, step, target_epochs=None):
     """Write the optimizer state and the training position to ``path`` (.npz, atomic).
 
     Holds every optimizer variable (momentum per trainable variable, the iteration count
@@ -346,7 +346,8 @@ def save_training_state(path, keras_model, epoch, step):
 
     import numpy as np
     optimizer = keras_model.optimizer
-    arrays = {"epoch": np.int64(epoch), "step": np.int64(step)}
+    arrays = {"epoch": np.int64(epoch), "step": np.int64(step),
+              "target_epochs": np.int64(-1 if target_epochs is None else target_epochs)}
     variables = list(random_states(keras_model))
     if optimizer is not None:
         arrays["learning_rate"] = np.float64(ops.convert_to_numpy(optimizer_of(keras_model).learning_rate))
@@ -383,59 +384,45 @@ def read_training_state(path):
             "epoch": int(data["epoch"]),
             "step": int(data["step"]),
             "learning_rate": float(data["learning_rate"]) if "learning_rate" in data else None,
+            "target_epochs": int(data["target_epochs"]) if "target_epochs" in data else -1,
             "variables": {name: data[f"v{i}"] for i, name in enumerate(names)},
         }
 
 
 def restore_optimizer_state(keras_model, state, strategy=None):
-    """Build the compiled model's optimizer and assign the saved optimizer variables and
-    random-generator states by path.
+    """Restore a state file's random-generator states and, when the train() call that wrote
+    it had not finished, its optimizer variables; returns the number of variables restored.
 
-    The learning rate is not restored (``train(learning_rate=...)`` decides it); momentum of
-    variables absent from the state (a new stage with more trainable layers) stays zero.
-    Returns the number of variables restored.
+    An uninterrupted run keeps its optimizer within a train() call and starts a fresh one
+    (zero momentum, iteration 0) at each new call, as matterport does; so the momentum is
+    restored for a checkpoint written mid-call (mid-epoch, or before the call's last epoch)
+    and not for one written at the end of a call, which a later train() call continues.
+    The learning rate is never restored (``train(learning_rate=...)`` decides it).
+    The optimizer is built first (momentum slots of the current trainable variables; the
+    slots of variables absent from the state stay zero).
     """
     import contextlib
     scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
     optimizer = keras_model.optimizer
+    mid_call = state["step"] > 0 or state["epoch"] < state.get("target_epochs", -1)
     with scope:
         if not optimizer.built:
             optimizer.build(keras_model.trainable_variables)
+        variables = random_states(keras_model) + (list(optimizer.variables) if mid_call else [])
         restored = 0
-        for variable in random_states(keras_model) + list(optimizer.variables):
+        for variable in variables:
             value = state["variables"].get(variable.path)
             if value is None or variable.path.endswith("learning_rate"):
                 continue
             if tuple(value.shape) != tuple(variable.shape):
-                logger.warning("optimizer variable %s: saved shape %s != %s, not restored",
+                logger.warning("training state %s: saved shape %s != %s, not restored",
                                variable.path, value.shape, tuple(variable.shape))
                 continue
             variable.assign(value)
             restored += 1
+    if not mid_call:
+        logger.info("the checkpoint ends a train() call: this call starts with a fresh optimizer")
     return restored
-
-
-class NonFiniteLossGuard(keras.callbacks.Callback):
-    """Stop training at the first batch whose loss is NaN or inf, naming the loss and images.
-
-    batch_image_ids: a callable (batch index in the epoch) -> list of dataset image ids.
-    After fit returns, ``message`` is set if training was stopped.
-    """
-
-    def __init__(self, batch_image_ids):
-        super().__init__()
-        self.batch_image_ids = batch_image_ids
-        self.message = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        logs = logs or {}
-        bad = sorted(name for name, value in logs.items() if not math.isfinite(float(value)))
-        if bad:
-            ids = self.batch_image_ids(batch)
-            self.message = (f"non-finite loss {', '.join(bad)} at batch {batch} of the epoch "
-                            f"(image ids {ids}); training stopped, the last good checkpoint is kept")
-            logger.error(self.message)
-            self.model.stop_training = True
 
 
 # ---------------------------------------------------------------------------- inputs
