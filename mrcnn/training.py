@@ -425,6 +425,29 @@ def restore_optimizer_state(keras_model, state, strategy=None):
     return restored
 
 
+class NonFiniteLossGuard(keras.callbacks.Callback):
+    """Stop training at the first batch whose loss is NaN or inf, naming the loss and images.
+
+    batch_image_ids: a callable (batch index in the epoch) -> list of dataset image ids.
+    After fit returns, ``message`` is set if training was stopped.
+    """
+
+    def __init__(self, batch_image_ids):
+        super().__init__()
+        self.batch_image_ids = batch_image_ids
+        self.message = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        bad = sorted(name for name, value in logs.items() if not math.isfinite(float(value)))
+        if bad:
+            ids = self.batch_image_ids(batch)
+            self.message = (f"non-finite loss {', '.join(bad)} at batch {batch} of the epoch "
+                            f"(image ids {ids}); training stopped, the last good checkpoint is kept")
+            logger.error(self.message)
+            self.model.stop_training = True
+
+
 # ---------------------------------------------------------------------------- inputs
 class TrainingInputs:
     """The training and validation inputs of one ``MaskRCNN.train`` call, for each fit.
