@@ -294,6 +294,7 @@ def make_sequence(dataset, config, shuffle=True, augmentation=None, no_augmentat
             self.start = start
             self.steps = full_steps - start
             self.epoch = epoch
+            self._begun = False
 
         def __len__(self):
             return self.steps
@@ -309,9 +310,13 @@ def make_sequence(dataset, config, shuffle=True, augmentation=None, no_augmentat
                                  no_augmentation_sources=no_augmentation_sources)
             return (dict(zip(INPUT_NAMES, arrays)),)
 
-        def on_epoch_end(self):
-            self.epoch += 1
-            self.start, self.steps = 0, full_steps
+        def on_epoch_begin(self):
+            # Keras calls on_epoch_begin once at the start of each epoch's batches (and
+            # on_epoch_end also once before training starts), so epochs are counted here.
+            if self._begun:
+                self.epoch += 1
+                self.start, self.steps = 0, full_steps
+            self._begun = True
 
     return _Sequence()
 

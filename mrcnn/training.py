@@ -354,7 +354,7 @@ def save_training_state(path, keras_model, epoch, step, target_epochs=None):
         variables += list(optimizer.variables)
     for i, variable in enumerate(variables):
         arrays[f"v{i}"] = np.asarray(ops.convert_to_numpy(variable))
-    arrays["names"] = np.array([variable.path for variable in variables], dtype=str)
+    arrays["names"] = np.array(state_names(keras_model, variables), dtype=str)
     folder = os.path.dirname(os.path.abspath(path))
     tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
     try:
@@ -372,6 +372,14 @@ def random_states(keras_model):
     (e.g. DetectionTargetLayer's ROI sampling), which weight files do not hold."""
     weights = {id(v) for v in keras_model.weights}
     return [v for v in keras_model.variables if id(v) not in weights]
+
+
+def state_names(keras_model, variables):
+    """The keys of ``variables`` in a state file: optimizer variables by path; random
+    states by their rank in ``random_states`` (``random_state/<i>``), since a SeedGenerator's
+    path gets a suffix when the process has built another model before."""
+    ranks = {id(v): i for i, v in enumerate(random_states(keras_model))}
+    return [f"random_state/{ranks[id(v)]}" if id(v) in ranks else v.path for v in variables]
 
 
 def read_training_state(path):
@@ -410,9 +418,9 @@ def restore_optimizer_state(keras_model, state, strategy=None):
             optimizer.build(keras_model.trainable_variables)
         variables = random_states(keras_model) + (list(optimizer.variables) if mid_call else [])
         restored = 0
-        for variable in variables:
-            value = state["variables"].get(variable.path)
-            if value is None or variable.path.endswith("learning_rate"):
+        for variable, key in zip(variables, state_names(keras_model, variables)):
+            value = state["variables"].get(key)
+            if value is None or key.endswith("learning_rate"):
                 continue
             if tuple(value.shape) != tuple(variable.shape):
                 logger.warning("training state %s: saved shape %s != %s, not restored",
