@@ -1,4 +1,7 @@
-"""Mixed precision on the training path: a few steps on shapes without NaN, per policy."""
+"""Mixed precision on the training path: a few steps on shapes without NaN, per policy.
+
+Marked slow (about 20 s each on 2 idle cores) to keep the default suite's budget for the
+multi-process tests; run with ``-m slow``."""
 import math
 
 import keras
@@ -9,6 +12,7 @@ from mrcnn.config import LOSS_NAMES
 from mrcnn.model import MaskRCNN
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_tiny_model_trains_without_nan(tmp_path, policy):
     from samples.shapes import SmallShapesConfig, make_dataset
