@@ -338,9 +338,10 @@ def save_training_state(path, keras_model, epoch, step, target_epochs=None):
     """Write the optimizer state and the training position to ``path`` (.npz, atomic).
 
     Holds every optimizer variable (momentum per trainable variable, the iteration count
-    that positions a learning-rate schedule, the loss scale under mixed_float16) and the
-    layers' random-generator states by path, plus epoch (completed epochs), step (steps done in the next epoch) and the
-    learning rate in use.
+    that positions a learning-rate schedule, the loss scale under mixed_float16) by path,
+    the layers' random-generator states (see state_names), epoch (completed epochs), step
+    (steps done in the next epoch), the learning rate in use, and target_epochs: the
+    ``epochs`` of the train() call writing it (see restore_optimizer_state).
     """
     import uuid
 
@@ -350,7 +351,8 @@ def save_training_state(path, keras_model, epoch, step, target_epochs=None):
               "target_epochs": np.int64(-1 if target_epochs is None else target_epochs)}
     variables = list(random_states(keras_model))
     if optimizer is not None:
-        arrays["learning_rate"] = np.float64(ops.convert_to_numpy(optimizer_of(keras_model).learning_rate))
+        learning_rate = optimizer_of(keras_model).learning_rate
+        arrays["learning_rate"] = np.float64(ops.convert_to_numpy(learning_rate))
         variables += list(optimizer.variables)
     for i, variable in enumerate(variables):
         arrays[f"v{i}"] = np.asarray(ops.convert_to_numpy(variable))
