@@ -16,6 +16,8 @@ BACKBONES = ("resnet50", "resnet101")
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 NORMALIZATIONS = ("batch", "group")
 ROI_ALIGN_MODES = ("crop_and_resize", "paper")
+RESIZE_METHODS = ("exact", "opencv")
+NMS_METHODS = ("standard", "combined")
 LOSS_NAMES = (
     "rpn_class_loss",
     "rpn_bbox_loss",
@@ -23,6 +25,8 @@ LOSS_NAMES = (
     "mrcnn_bbox_loss",
     "mrcnn_mask_loss",
 )
+# The keypoint head's loss (Config.KEYPOINT_NAMES non-empty only); its LOSS_WEIGHTS key.
+KEYPOINT_LOSS_NAME = "mrcnn_keypoint_loss"
 # The deepest pyramid level (P6) has stride 64, so image sides must divide by it.
 BACKBONE_DIVISOR = 64
 
@@ -118,6 +122,10 @@ class Config:
     IMAGE_MAX_DIM = 1024
     # Minimum scaling ratio, checked after MIN_DIM (e.g. 2 to double small images).
     IMAGE_MIN_SCALE = 0
+    # How images are scaled: "exact" gives matterport's pixels bit for bit (skimage's bilinear
+    # resize with a zero border, truncated to the image dtype); "opencv" is faster but rounds
+    # and replicates the border, so detections from matterport weights can differ.
+    IMAGE_RESIZE_METHOD = "exact"
 
     # Image channels: 3 for RGB. Changing it means conv1 cannot use pretrained weights.
     IMAGE_CHANNEL_COUNT = 3
@@ -142,6 +150,13 @@ class Config:
     # Output mask shape; the mask head doubles MASK_POOL_SIZE.
     MASK_SHAPE = [28, 28]
 
+    # One mask per ROI instead of one per class (the Mask R-CNN paper, section 4.2: "nearly
+    # as effective"). True: the mask head ("mrcnn_mask") outputs 1 channel, the mask loss
+    # and detect() use it for every class. False (matterport's layout): NUM_CLASSES
+    # channels, the loss and detect() take the channel of the ROI's class. The two layouts'
+    # "mrcnn_mask" weights differ in shape: exclude that layer when loading across them.
+    CLASS_AGNOSTIC_MASKS = False
+
     # Maximum ground truth instances in one image.
     MAX_GT_INSTANCES = 100
 
@@ -158,6 +173,13 @@ class Config:
     # Non-maximum suppression threshold for detections (per class).
     DETECTION_NMS_THRESHOLD = 0.3
 
+    # NMS of proposals and detections: "standard" is matterport's tf.image.non_max_suppression
+    # (equal scores in index order, so the same proposals and detections from the same weights;
+    # confident RPNs give hundreds of anchors a probability of exactly 1.0). "combined" uses
+    # tf.image.combined_non_max_suppression: faster on CPU, but equal scores come out in
+    # another order.
+    NMS_METHOD = "standard"
+
     # Learning rate and momentum of SGD.
     LEARNING_RATE = 0.001
     LEARNING_MOMENTUM = 0.9
@@ -173,6 +195,25 @@ class Config:
         "mrcnn_bbox_loss": 1.0,
         "mrcnn_mask_loss": 1.0,
     }
+
+    # Keypoint R-CNN (He et al. 2017, section 5): one more head beside the mask head that
+    # predicts, for each of the K named keypoints, a KEYPOINT_MASK_SHAPE^2 softmax heatmap
+    # in the ROI's frame. Empty (the default): no keypoint head, and every graph, layer
+    # and weight file is exactly that of Mask R-CNN. Datasets give the keypoints with
+    # Dataset.load_keypoints ([N, K, (x, y, visibility)] COCO convention).
+    KEYPOINT_NAMES = ()
+    # Heatmap side m; the head upsamples KEYPOINT_POOL_SIZE by 4 (deconv x2, bilinear x2).
+    KEYPOINT_MASK_SHAPE = 56
+    KEYPOINT_POOL_SIZE = 14
+    # 3x3 convs of the keypoint head (8 x 512 in the paper) and their channels.
+    KEYPOINT_HEAD_CONVS = 8
+    KEYPOINT_HEAD_FILTERS = 512
+    # Pairs of keypoint names swapped by a horizontal flip (e.g. ("left_eye", "right_eye")),
+    # used by mrcnn.keypoints.HorizontalFlip, the augmentation keypoint datasets accept.
+    KEYPOINT_FLIP_MAP = ()
+    # Pairs of keypoint names joined by a line in visualize.display_keypoints (optional).
+    KEYPOINT_SKELETON = ()
+    # Its weight: LOSS_WEIGHTS["mrcnn_keypoint_loss"] (1.0 when absent).
 
     # Use the RPN's proposals to train the heads (True), or externally generated ROIs.
     USE_RPN_ROIS = True
@@ -239,6 +280,9 @@ class Config:
         if self.COMPUTE_BACKBONE_SHAPE is not None and not callable(self.COMPUTE_BACKBONE_SHAPE):
             raise ValueError("COMPUTE_BACKBONE_SHAPE must be None or a callable, "
                              f"got {self.COMPUTE_BACKBONE_SHAPE!r}")
+        if not isinstance(self.CLASS_AGNOSTIC_MASKS, bool):
+            raise ValueError("CLASS_AGNOSTIC_MASKS must be True or False, "
+                             f"got {self.CLASS_AGNOSTIC_MASKS!r}")
         if not isinstance(self.FREEZE_INFERENCE_WEIGHTS, bool):
             raise ValueError("FREEZE_INFERENCE_WEIGHTS must be True or False, "
                              f"got {self.FREEZE_INFERENCE_WEIGHTS!r}")
@@ -247,6 +291,8 @@ class Config:
         _check_choice("IMAGE_RESIZE_MODE", self.IMAGE_RESIZE_MODE, RESIZE_MODES)
         _check_choice("NORMALIZATION", self.NORMALIZATION, NORMALIZATIONS)
         _check_choice("ROI_ALIGN_MODE", self.ROI_ALIGN_MODE, ROI_ALIGN_MODES)
+        _check_choice("IMAGE_RESIZE_METHOD", self.IMAGE_RESIZE_METHOD, RESIZE_METHODS)
+        _check_choice("NMS_METHOD", self.NMS_METHOD, NMS_METHODS)
 
         strides = list(self.BACKBONE_STRIDES)
         if not strides or any(not isinstance(s, numbers.Integral) or s < 1 for s in strides):
@@ -292,15 +338,36 @@ class Config:
                 f"MASK_SHAPE must be [2 * MASK_POOL_SIZE] * 2 = {[2 * self.MASK_POOL_SIZE] * 2} "
                 f"(the mask head upsamples by 2), got {self.MASK_SHAPE!r}")
 
-        unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES)
+        unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES) - {KEYPOINT_LOSS_NAME}
         if unknown:
             raise ValueError(f"LOSS_WEIGHTS has unknown losses {sorted(unknown)!r}; "
-                             f"known: {LOSS_NAMES}")
+                             f"known: {LOSS_NAMES + (KEYPOINT_LOSS_NAME,)}")
         for key, value in self.LOSS_WEIGHTS.items():
             if not isinstance(value, numbers.Real) or value < 0:
                 raise ValueError(f"LOSS_WEIGHTS[{key!r}] must be >= 0, got {value!r}")
 
         self._validate_image_size()
+        self._validate_keypoints()
+
+    def _validate_keypoints(self):
+        """KEYPOINT_* settings: names unique strings, flip map and skeleton pairs of them."""
+        names = self.KEYPOINT_NAMES
+        if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"KEYPOINT_NAMES must be a sequence of non-empty strings, got {names!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"KEYPOINT_NAMES must be unique, got {names!r}")
+        for name in ("KEYPOINT_MASK_SHAPE", "KEYPOINT_POOL_SIZE", "KEYPOINT_HEAD_CONVS",
+                     "KEYPOINT_HEAD_FILTERS"):
+            _check_int(name, getattr(self, name), minimum=1)
+        if self.KEYPOINT_MASK_SHAPE != 4 * self.KEYPOINT_POOL_SIZE:
+            raise ValueError(
+                f"KEYPOINT_MASK_SHAPE must be 4 * KEYPOINT_POOL_SIZE = {4 * self.KEYPOINT_POOL_SIZE} "
+                f"(deconv x2 then bilinear x2), got {self.KEYPOINT_MASK_SHAPE!r}")
+        for attr in ("KEYPOINT_FLIP_MAP", "KEYPOINT_SKELETON"):
+            for pair in getattr(self, attr):
+                if len(pair) != 2 or any(p not in names for p in pair):
+                    raise ValueError(f"{attr} must hold pairs of KEYPOINT_NAMES, got {pair!r} "
+                                     f"(KEYPOINT_NAMES={tuple(names)!r})")
 
     def _validate_image_size(self):
         mode = self.IMAGE_RESIZE_MODE

@@ -119,6 +119,17 @@ class Dataset:
                        image_id)
         return np.zeros((0, 0, 0), dtype=bool), np.zeros((0,), dtype=np.int32)
 
+    def load_keypoints(self, image_id):
+        """Keypoints of the instances ``load_mask`` returns, in the same order. Override
+        this in a keypoint dataset (used when Config.KEYPOINT_NAMES is set).
+
+        Returns: [N, K, (x, y, visibility)] float, K = len(Config.KEYPOINT_NAMES), in
+        pixel-index units of the original image (COCO's convention: the centre of pixel
+        column i is x = i); visibility 0 = not labelled, 1 = labelled but occluded,
+        2 = visible. The base class returns None: no keypoint is labelled.
+        """
+        return None
+
 
 def read_rgb_image(path):
     """Read an image file as [H, W, 3] uint8 RGB.

@@ -127,7 +127,8 @@ class MaskRCNN:
         for image in images:
             molded, window, scale, _, _ = utils.resize_image(
                 image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
-                max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+                max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE,
+                method=config.IMAGE_RESIZE_METHOD)
             molded = mold_image(molded, config)
             meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
                                       np.zeros([config.NUM_CLASSES], dtype=np.int32))
@@ -145,7 +146,8 @@ class MaskRCNN:
         """Turn one image's network outputs into pixel results in the original image.
 
         detections: [N, (y1, x1, y2, x2, class_id, score)] normalized, zero padded.
-        mrcnn_mask: [N, h, w, NUM_CLASSES] sigmoid masks.
+        mrcnn_mask: [N, h, w, NUM_CLASSES] sigmoid masks, or [N, h, w, 1] with
+            CLASS_AGNOSTIC_MASKS (that channel serves every class).
         original_image_shape: (H, W, C) before resizing; image_shape: molded (H, W, C).
         window: (y1, x1, y2, x2) pixels of the real image in the molded image.
 
@@ -158,7 +160,8 @@ class MaskRCNN:
         boxes = detections[:count, :4].astype(np.float32)
         class_ids = detections[:count, 4].astype(np.int32)
         scores = detections[:count, 5].astype(np.float32)
-        masks = mrcnn_mask[np.arange(count), :, :, class_ids]
+        channels = class_ids if mrcnn_mask.shape[-1] > 1 else np.zeros_like(class_ids)
+        masks = mrcnn_mask[np.arange(count), :, :, channels]
 
         # Boxes from the molded frame to the window's frame, then to original pixels.
         wy1, wx1, wy2, wx2 = utils.norm_boxes(np.asarray(window)[None], image_shape[:2])[0]
@@ -215,7 +218,9 @@ class MaskRCNN:
 
         images: list of [H, W, 3] RGB arrays (grayscale and RGBA are converted with a warning).
         Returns one dict per image: rois [N, (y1, x1, y2, x2)] int32 pixels in the original
-        image, class_ids [N] int32, scores [N] float32, masks [H, W, N] bool.
+        image, class_ids [N] int32, scores [N] float32, masks [H, W, N] bool; keypoint
+        models (Config.KEYPOINT_NAMES) also keypoints [N, K, (x, y, score)] float32 in
+        original image pixels (pixel-index units, COCO's convention; see mrcnn.keypoints).
         """
         if self.mode != "inference":
             raise ValueError("detect() needs a model built with mode='inference'")
@@ -262,13 +267,50 @@ class MaskRCNN:
             molded_images = np.concatenate(
                 [molded_images, np.zeros((pad,) + molded_images.shape[1:], molded_images.dtype)])
             image_metas = np.concatenate([image_metas, np.repeat(image_metas[-1:], pad, axis=0)])
-        detections, _, _, mrcnn_mask = self._predict(molded_images, image_metas)[:4]
+        outputs = self._predict(molded_images, image_metas)
+        detections, _, _, mrcnn_mask = outputs[:4]
         results = []
         for i in range(count):
             rois, class_ids, scores, masks = self.unmold_detections(
                 detections[i], mrcnn_mask[i], original_shapes[i], molded_images[i].shape, windows[i])
             results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
+            if self.config.KEYPOINT_NAMES:
+                results[-1]["keypoints"] = self.unmold_keypoints(
+                    detections[i], outputs[7][i], original_shapes[i], molded_images[i].shape,
+                    windows[i], float(parse_image_meta(image_metas[i])["scale"]))
         return results
+
+    def unmold_keypoints(self, detections, heatmaps, original_image_shape, image_shape, window,
+                         scale):
+        """One image's keypoint heatmaps -> keypoints in the original image's pixels.
+
+        detections: [N, (y1, x1, y2, x2, class_id, score)] normalized, zero padded.
+        heatmaps: [N, m, m, K] keypoint logits of the same rows.
+        original_image_shape, image_shape, window: as unmold_detections; scale: the resize
+        factor (image meta).
+
+        Returns: [n, K, (x, y, score)] float32, the rows unmold_detections keeps, in the
+        same order; x, y in pixel-index units of the original image (COCO convention, see
+        mrcnn.keypoints), score the softmax probability of the heatmap's arg-max cell.
+        """
+        from mrcnn import keypoints as kp_utils
+
+        class_column = detections[:, 4]
+        zero_rows = np.where(class_column == 0)[0]
+        count = int(zero_rows[0]) if zero_rows.size else detections.shape[0]
+        h, w = image_shape[:2]
+        # Normalized boxes to molded pixel edges (denorm_boxes without its rounding).
+        boxes = detections[:count, :4].astype(np.float64) * np.array([h - 1, w - 1, h - 1, w - 1]) \
+            + np.array([0, 0, 1, 1])
+        keypoints = kp_utils.unmold_keypoints(
+            kp_utils.heatmaps_to_keypoints(heatmaps[:count], boxes), window, scale)
+        # The rows unmold_detections keeps: non-empty boxes in the original image.
+        wy1, wx1, wy2, wx2 = utils.norm_boxes(np.asarray(window)[None], image_shape[:2])[0]
+        wh, ww = wy2 - wy1, wx2 - wx1
+        norm = (detections[:count, :4] - np.array([wy1, wx1, wy1, wx1])) / np.array([wh, ww, wh, ww])
+        orig = utils.denorm_boxes(norm, original_image_shape[:2])
+        keep = (orig[:, 2] - orig[:, 0]) * (orig[:, 3] - orig[:, 1]) > 0
+        return keypoints[keep]
 
     def run_graph(self, images, outputs, image_metas=None):
         """Run the graph up to named layers and return their outputs.

@@ -14,6 +14,7 @@ import logging
 
 import numpy as np
 
+from mrcnn import keypoints as kp_utils
 from mrcnn import utils
 from mrcnn.data import compose_image_meta
 
@@ -43,7 +44,21 @@ def _generator(rng):
 
 
 # ----------------------------------------------------------------------- load_image_gt
-def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=False, rng=None):
+def _check_class_ids(dataset, image_id, class_ids, num_classes):
+    """Raise ValueError naming the image, the id and NUM_CLASSES for an id outside
+    [1, NUM_CLASSES) (negative ids mark crowds: -NUM_CLASSES < id <= -1 is valid)."""
+    bad = class_ids[(np.abs(class_ids) < 1) | (np.abs(class_ids) >= num_classes)]
+    if bad.size:
+        info = dataset.image_info[image_id] if image_id < len(dataset.image_info) else {}
+        where = info.get("path") or info.get("id", "")
+        raise ValueError(
+            f"image {image_id} ({where}): load_mask returned class id {int(bad[0])}, outside "
+            f"[1, NUM_CLASSES), and NUM_CLASSES is {num_classes} (all bad ids: "
+            f"{sorted(set(bad.tolist()))}; negative ids mark crowds)")
+
+
+def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=False, rng=None,
+                  keypoints=False):
     """Load an image and its instances, resized per the config and optionally augmented.
 
     dataset: a prepared :class:`mrcnn.utils.Dataset`.
@@ -58,6 +73,8 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=Fa
     use_mini_mask: bool, return masks cut to their box and resized to MINI_MASK_SHAPE.
     rng: np.random.Generator / int seed / None, for "crop" resizing and the seed of an
         albumentations transform (``set_random_seed``).
+    keypoints: bool, also load ``dataset.load_keypoints`` (Config.KEYPOINT_NAMES must be set);
+        the only augmentation then accepted is ``mrcnn.keypoints.HorizontalFlip``.
 
     Returns:
         image: [H, W, C] molded-size image (dtype of the dataset's image, uint8 for RGB files).
@@ -65,6 +82,8 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=Fa
         class_ids: [N] int32 (negative for crowds).
         bbox: [N, (y1, x1, y2, x2)] int32 pixels, from the masks after augmentation.
         mask: [H, W, N] bool, or [mini_h, mini_w, N] bool with use_mini_mask.
+        keypoints (only with keypoints=True): [N, K, (x, y, v)] float32 in the molded image,
+            pixel-index convention (see mrcnn.keypoints).
     Instances whose mask is empty (e.g. moved out of the image) are dropped; an image
     without instances gives N = 0 arrays. Bad inputs raise ValueError naming the image id.
     """
@@ -84,17 +103,26 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=Fa
         mask, class_ids = utils.validate_instance_masks(image.shape, mask, class_ids)
     except ValueError as err:
         raise ValueError(f"image {image_id}: {err}") from None
+    _check_class_ids(dataset, image_id, class_ids, config.NUM_CLASSES)
+
+    if keypoints:
+        kps = _load_keypoints(dataset, config, image_id, mask.shape[-1], augmentation)
 
     original_shape = image.shape
     image, window, scale, padding, crop = utils.resize_image(
         image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
-        min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE, rng=rng)
+        min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE, rng=rng,
+        method=config.IMAGE_RESIZE_METHOD)
     if mask.shape[-1]:
         mask = utils.resize_mask(mask, scale, padding, crop)
     else:
         mask = np.zeros(image.shape[:2] + (0,), dtype=bool)
 
-    if augmentation is not None:
+    if keypoints:
+        kps = kp_utils.resize_keypoints(kps, scale, padding, crop)
+        if augmentation is not None:
+            image, mask, kps = augmentation(image, mask, kps, kp_utils.flip_pairs(config), rng)
+    elif augmentation is not None:
         image, mask = _augment(augmentation, image, mask, image_id, rng)
 
     keep = np.any(mask, axis=(0, 1))
@@ -115,7 +143,22 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=Fa
         mask = utils.minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
     image_meta = compose_image_meta(image_id, original_shape, image.shape, window, scale,
                                     active_class_ids)
+    if keypoints:
+        return image, image_meta, class_ids, bbox, mask, kps[keep]
     return image, image_meta, class_ids, bbox, mask
+
+
+def _load_keypoints(dataset, config, image_id, count, augmentation):
+    """``dataset.load_keypoints`` checked against the config: [N, K, 3] float32."""
+    num_keypoints = len(config.KEYPOINT_NAMES)
+    if not num_keypoints:
+        raise ValueError("load_image_gt(keypoints=True) needs Config.KEYPOINT_NAMES")
+    if augmentation is not None and not isinstance(augmentation, kp_utils.HorizontalFlip):
+        raise ValueError(f"keypoint models accept only mrcnn.keypoints.HorizontalFlip as "
+                         f"augmentation (other augmenters cannot move keypoints), got "
+                         f"{type(augmentation).__name__}")
+    return kp_utils.check_keypoints(dataset.load_keypoints(image_id), count, num_keypoints,
+                                    image_id)
 
 
 def _augment(augmentation, image, mask, image_id, rng):

@@ -340,9 +340,10 @@ def load_dataset(args, split):
         else:
             subsets = ["minival"] if year == "2014" else ["val"]
         coco = None
+        kind = "person_keypoints" if getattr(args, "keypoints", False) else "instances"
         for subset in subsets:
             coco = _load(lambda: dataset.load_coco_standard(args.dataset, subset, year=year,
-                                                            return_coco=True),
+                                                            return_coco=True, annotations=kind),
                          f"cannot read the {subset}{year} split of {args.dataset!r}")
     if not dataset.image_info:
         raise CliError(f"no usable image in the {split} split (check the image folder)")
@@ -361,7 +362,7 @@ def train(args):
         raise CliError("the validation annotations list other categories than the training "
                        "annotations; both files need the same 'categories'")
     config = make_config(CocoConfig, NUM_CLASSES=dataset_train.num_classes,
-                         **config_overrides(args))
+                         **config_overrides(args), **keypoint_attrs(dataset_train))
     config.display()
     model = build_model("training", config, args.model, args.logs, download=args.download)
     callbacks = []
@@ -370,7 +371,11 @@ def train(args):
             raise CliError("--eval-images needs validation data (--val-annotations or --dataset)")
         callbacks.append(MeanAPCallback(model, dataset_val, limit=args.eval_images,
                                         keep_best=True))
-    augmentation = flip_augmentation()
+    if config.KEYPOINT_NAMES:
+        from mrcnn.keypoints import HorizontalFlip
+        augmentation = HorizontalFlip(0.5)  # swaps left_* and right_* keypoints too
+    else:
+        augmentation = flip_augmentation()
     for layers, end_epoch, factor in scaled_schedule(args.epochs):
         print(f"Training {layers} to epoch {end_epoch} at learning rate "
               f"{config.LEARNING_RATE * factor:g}")
@@ -401,12 +406,25 @@ def detect_coco(model, dataset, image_ids, verbose=1):
 
 
 def print_summary(metrics):
-    """One line per evaluation type with the 12 COCO numbers."""
-    from mrcnn.coco import COCO_METRIC_NAMES
-
-    print("Summary: " + " ".join(f"{name:>6}" for name in COCO_METRIC_NAMES))
+    """One line per evaluation type with its COCO numbers (12 for bbox / segm, 10 for
+    keypoints, each under its own header)."""
+    header = None
     for eval_type, values in metrics.items():
-        print(f"{eval_type:>7}: " + " ".join(f"{values[name]:6.3f}" for name in COCO_METRIC_NAMES))
+        if tuple(values) != header:
+            header = tuple(values)
+            print("Summary: " + " ".join(f"{name:>6}" for name in header))
+        print(f"{eval_type:>7}: " + " ".join(f"{values[name]:6.3f}" for name in header))
+
+
+def keypoint_attrs(dataset):
+    """Config attributes of a dataset with keypoints ({} without): KEYPOINT_NAMES and a
+    KEYPOINT_FLIP_MAP pairing "left_*" with "right_*" names (COCO's person keypoints)."""
+    names = dataset.keypoint_names()
+    if not names:
+        return {}
+    flips = tuple((n, "right_" + n[5:]) for n in names
+                  if n.startswith("left_") and "right_" + n[5:] in names)
+    return {"KEYPOINT_NAMES": tuple(names), "KEYPOINT_FLIP_MAP": flips}
 
 
 def evaluate(args):
@@ -416,8 +434,8 @@ def evaluate(args):
     dataset, coco = load_dataset(args, "val")
     # Every detection counts for AP: no confidence cut (as matterport's evaluation).
     config = make_config(CocoConfig, NUM_CLASSES=dataset.num_classes,
-                         **{**config_overrides(args), "GPU_COUNT": 1, "IMAGES_PER_GPU": 1,
-                            "DETECTION_MIN_CONFIDENCE": 0.0})
+                         **{**config_overrides(args), **keypoint_attrs(dataset), "GPU_COUNT": 1,
+                            "IMAGES_PER_GPU": 1, "DETECTION_MIN_CONFIDENCE": 0.0})
     if args.limit is not None and args.limit < 0:
         raise CliError(f"--limit must be >= 1 (or 0 for all), got {args.limit}")
     model = build_model("inference", config, args.model, args.logs, download=args.download)
@@ -432,7 +450,8 @@ def evaluate(args):
 
     coco_ids = [dataset.image_info[i]["id"] for i in image_ids]
     metrics = {}
-    for eval_type in ("bbox", "segm"):
+    eval_types = ("bbox", "segm") + (("keypoints",) if config.KEYPOINT_NAMES else ())
+    for eval_type in eval_types:
         print(f"\n=== COCO {eval_type} evaluation ({len(coco_ids)} images) ===")
         if not results:
             print("No detections: every metric is 0")
@@ -462,6 +481,10 @@ def build_parser():
                         help="evaluate: number of images (default 500, 0 = all)")
     parser.add_argument("--results", metavar="FILE",
                         help="evaluate: results JSON (default: <logs>/coco_results.json)")
+    parser.add_argument("--keypoints", action="store_true",
+                        help="with --dataset: read person_keypoints_<subset><year>.json "
+                             "(Keypoint R-CNN; --annotations files with keypoint categories "
+                             "turn it on by themselves)")
     parser.add_argument("--eval-images", type=int, default=0, metavar="N",
                         help="train: mask mAP of N validation images after each epoch")
     add_common_arguments(parser)
