@@ -353,7 +353,7 @@ def make_tf_dataset(dataset, config, plan, first_epoch, last_epoch, first_step=0
     The pipeline does its own sharding (workers take disjoint slices of every global
     batch), so tf.data auto-sharding is turned off.
 
-    Each element is a dict keyed by INPUT_NAMES (see build_batch for shapes and dtypes;
+    Each element is a dict keyed by input_names(config) (see build_batch for shapes and dtypes;
     input_gt_masks come as uint8 0/1 instead of bool), with a static leading dimension
     plan.per_replica.
     """
@@ -389,6 +389,10 @@ def make_tf_dataset(dataset, config, plan, first_epoch, last_epoch, first_step=0
     shapes = ([batch, side, side, channels], [batch, config.IMAGE_META_SIZE], [batch, None, 1],
               [batch, config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4], [batch, max_gt],
               [batch, max_gt, 4], [batch, None, None, max_gt])
+    if config.KEYPOINT_NAMES:  # input_gt_keypoints [batch, MAX_GT, K, (x, y, v)]
+        dtypes += (tf.float32,)
+        shapes += ([batch, max_gt, len(config.KEYPOINT_NAMES), 3],)
+    names = input_names(config)
 
     def to_inputs(index):
         arrays = tf.py_function(load, [index], dtypes)
@@ -398,7 +402,7 @@ def make_tf_dataset(dataset, config, plan, first_epoch, last_epoch, first_step=0
         # uint8, not bool: Keras averages a first batch across replicas to build the model
         # under tf.distribute, which bool cannot do; the graph's bool input casts it back.
         arrays[6] = tf.cast(arrays[6], tf.uint8)
-        return dict(zip(INPUT_NAMES, arrays))
+        return dict(zip(names, arrays))
 
     parallel = tf.data.AUTOTUNE if parallel_calls is None else parallel_calls
     pipeline = tf.data.Dataset.range(total).map(to_inputs, num_parallel_calls=parallel,

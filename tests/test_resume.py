@@ -133,3 +133,17 @@ def test_killed_run_resumes_to_the_straight_run(tmp_path):
     assert sorted(f for f in os.listdir(folder) if f.endswith(".h5")) == [
         "mask_rcnn_tiny_0001.h5", "mask_rcnn_tiny_0001.step000001.h5",
         "mask_rcnn_tiny_0002.h5", "mask_rcnn_tiny_0002.step000001.h5"]
+
+
+def test_tf_data_pipeline_carries_keypoints():
+    """Keypoint models get input_gt_keypoints from the tf.data pipeline too, as the PyDataset."""
+    from samples.keypoints import SmallKeypointsConfig, make_dataset
+
+    config = SmallKeypointsConfig()
+    dataset = make_dataset(3, seed=1)
+    plan = BatchPlan(dataset.image_ids, 1, config.BATCH_SIZE, 1, seed=0)
+    (element,) = list(make_tf_dataset(dataset, config, plan, 0, 1))
+    (expected,) = make_sequence(dataset, config, steps=1, seed=0, workers=1)[0]
+    assert set(element) == set(expected) and "input_gt_keypoints" in element
+    np.testing.assert_array_equal(element["input_gt_keypoints"].numpy(),
+                                  expected["input_gt_keypoints"])
