@@ -569,7 +569,8 @@ def write_results_json(results, path):
 
 
 # --------------------------------------------------------------------------- evaluation
-def evaluate_coco(coco_gt, results, image_ids=None, eval_types=EVAL_TYPES, kpt_oks_sigmas=None):
+def evaluate_coco(coco_gt, results, image_ids=None, eval_types=EVAL_TYPES, kpt_oks_sigmas=None,
+                  max_dets=None):
     """COCO metrics of detections with pycocotools' COCOeval.
 
     coco_gt: pycocotools ``COCO`` ground truth (``load_coco(..., return_coco=True)``)
@@ -582,6 +583,9 @@ def evaluate_coco(coco_gt, results, image_ids=None, eval_types=EVAL_TYPES, kpt_o
         ground truth's "keypoints"; the results need "keypoints").
     kpt_oks_sigmas: None (pycocotools' 17 COCO person sigmas) or [K] floats, the
         per-keypoint OKS sigmas of another skeleton.
+    max_dets: None (COCO's 1, 10, 100 detections per image) or an int N >= 100: for
+        "bbox" and "segm" the largest limit becomes N, so AP, AP50, ..., and "AR100" count
+        the N best detections of each image (crowded images: hundreds of nuclei).
 
     Returns: {eval_type: {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10",
     "AR100", "ARs", "ARm", "ARl": float}}, for "keypoints" KEYPOINT_METRIC_NAMES. A value of -1 is pycocotools' "no
@@ -591,6 +595,9 @@ def evaluate_coco(coco_gt, results, image_ids=None, eval_types=EVAL_TYPES, kpt_o
     if isinstance(eval_types, str):
         eval_types = (eval_types,)
     eval_types = tuple(eval_types)
+    if max_dets is not None and (isinstance(max_dets, bool) or not isinstance(
+            max_dets, (numbers.Integral, np.integer)) or max_dets < 100):
+        raise ValueError(f"max_dets must be None or an integer >= 100, got {max_dets!r}")
     bad = [t for t in eval_types if t not in ALL_EVAL_TYPES]
     if bad or not eval_types:
         raise ValueError(f"eval_types must be among {ALL_EVAL_TYPES}, got {eval_types!r}")
@@ -655,9 +662,46 @@ def evaluate_coco(coco_gt, results, image_ids=None, eval_types=EVAL_TYPES, kpt_o
         evaluator.params.imgIds = image_ids
         if eval_type == "keypoints" and kpt_oks_sigmas is not None:
             evaluator.params.kpt_oks_sigmas = np.asarray(kpt_oks_sigmas, dtype=np.float64)
+        custom = max_dets is not None and eval_type != "keypoints"
+        if custom:
+            evaluator.params.maxDets = [1, 10, int(max_dets)]
         evaluator.evaluate()
         evaluator.accumulate()
-        evaluator.summarize()
-        metrics[eval_type] = {name: float(value)
-                              for name, value in zip(names[eval_type], evaluator.stats)}
+        if custom:
+            stats = _summarize_max_dets(evaluator)
+        else:
+            evaluator.summarize()
+            stats = evaluator.stats
+        metrics[eval_type] = {name: float(value) for name, value in zip(names[eval_type], stats)}
     return metrics
+
+
+# (AP or AR, IoU threshold or None for 0.5:0.95, area range, index into params.maxDets)
+_SUMMARY_ROWS = ((1, None, "all", 2), (1, 0.5, "all", 2), (1, 0.75, "all", 2),
+                 (1, None, "small", 2), (1, None, "medium", 2), (1, None, "large", 2),
+                 (0, None, "all", 0), (0, None, "all", 1), (0, None, "all", 2),
+                 (0, None, "small", 2), (0, None, "medium", 2), (0, None, "large", 2))
+
+
+def _summarize_max_dets(evaluator):
+    """pycocotools' 12 summary numbers (printed in its format) for any params.maxDets.
+
+    COCOeval.summarize() computes its first AP at a hard-coded maxDets=100, which gives -1
+    when the limits were changed; here every AP and the last ARs use params.maxDets[2].
+    Returns: [12] float64, in COCO_METRIC_NAMES order.
+    """
+    params = evaluator.params
+    stats = np.zeros(len(_SUMMARY_ROWS))
+    for row, (is_ap, iou, area, md_index) in enumerate(_SUMMARY_ROWS):
+        area_index = params.areaRngLbl.index(area)
+        values = evaluator.eval["precision" if is_ap else "recall"]
+        if iou is not None:
+            values = values[np.flatnonzero(np.isclose(params.iouThrs, iou))]
+        values = values[..., area_index, md_index]     # [T, (R,) K]
+        valid = values[values > -1]
+        stats[row] = float(np.mean(valid)) if valid.size else -1.0
+        iou_text = "0.50:0.95" if iou is None else f"{iou:0.2f}"
+        title = "Average Precision" if is_ap else "Average Recall"
+        print(f" {title:<18} {'(AP)' if is_ap else '(AR)'} @[ IoU={iou_text:<9} | "
+              f"area={area:>6s} | maxDets={params.maxDets[md_index]:>3d} ] = {stats[row]:0.3f}")
+    return stats

@@ -7,6 +7,7 @@ naming the attribute and the value received.
 """
 import logging
 import numbers
+import warnings
 
 import numpy as np
 
@@ -29,6 +30,10 @@ LOSS_NAMES = (
 KEYPOINT_LOSS_NAME = "mrcnn_keypoint_loss"
 # The deepest pyramid level (P6) has stride 64, so image sides must divide by it.
 BACKBONE_DIVISOR = 64
+
+
+class ConfigWarning(UserWarning):
+    """A config that works but probably not as meant (e.g. mini-masks coarser than MASK_SHAPE)."""
 
 
 class Config:
@@ -228,11 +233,12 @@ class Config:
     # "mixed_bfloat16" (CPUs with AMX). None keeps the global policy.
     DTYPE_POLICY = None
 
-    # detect() runs the float32 inference graph with the weights folded in as constants
-    # (from its second call with the same weights), which lets TensorFlow fold the frozen
-    # BatchNorms into the convolutions: 1.1x to 1.3x faster on CPU, for a one-time cost
-    # (mrcnn.predictor). The folded copy is rebuilt whenever the weights change. False
-    # always runs the graph on the variables.
+    # detect() runs the float32 inference graph with the weights folded in as constants,
+    # which lets TensorFlow fold the frozen BatchNorms into the convolutions: 1.1x to 1.3x
+    # faster on CPU, for a one-time cost of seconds. It freezes only once that cost has paid
+    # for itself (a long loop such as an evaluation, never a few calls in a notebook; see
+    # mrcnn.predictor) and again after the weights change. False always runs the graph on
+    # the variables.
     FREEZE_INFERENCE_WEIGHTS = True
 
     # The inference graph runs its wide 3x3 convolutions (FPN outputs, RPN, ResNet stages 4
@@ -312,9 +318,14 @@ class Config:
         ratio = self.ROI_POSITIVE_RATIO
         if not isinstance(ratio, numbers.Real) or not 0.0 < ratio <= 1.0:
             raise ValueError(f"ROI_POSITIVE_RATIO must be in (0, 1], got {ratio!r}")
+        if int(self.TRAIN_ROIS_PER_IMAGE * ratio) < 1:
+            raise ValueError(
+                f"TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO = {self.TRAIN_ROIS_PER_IMAGE} * "
+                f"{ratio!r} < 1: no positive ROI per image, so the box and mask heads would "
+                "never train")
         for name in ("LEARNING_RATE", "GRADIENT_CLIP_NORM"):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or value <= 0:
+            if not isinstance(value, numbers.Real) or not 0 < value < float("inf"):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         _check_range("LEARNING_MOMENTUM", self.LEARNING_MOMENTUM, 0.0, 1.0)
         if not isinstance(self.WEIGHT_DECAY, numbers.Real) or self.WEIGHT_DECAY < 0:
@@ -337,6 +348,11 @@ class Config:
             raise ValueError(
                 f"MASK_SHAPE must be [2 * MASK_POOL_SIZE] * 2 = {[2 * self.MASK_POOL_SIZE] * 2} "
                 f"(the mask head upsamples by 2), got {self.MASK_SHAPE!r}")
+        if self.USE_MINI_MASK and (mini[0] < mask_shape[0] or mini[1] < mask_shape[1]):
+            warnings.warn(f"MINI_MASK_SHAPE {tuple(mini)} is smaller than MASK_SHAPE "
+                          f"{tuple(mask_shape)}: mask targets are upsampled from coarser "
+                          "mini-masks (matterport uses (56, 56) for [28, 28])",
+                          ConfigWarning, stacklevel=4)
 
         unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES) - {KEYPOINT_LOSS_NAME}
         if unknown:

@@ -6,8 +6,11 @@ scale (1), active_class_ids (NUM_CLASSES)]``: the matterport layout.
 """
 import logging
 import math
+import warnings
 
 import numpy as np
+
+from mrcnn.inputs import InstanceWarning, too_many_instances_message
 
 logger = logging.getLogger(__name__)
 
@@ -138,6 +141,8 @@ def build_batch(dataset, config, image_ids, anchors, rng, augmentation=None,
         rpn_match, rpn_bbox = targets.build_rpn_targets(
             image.shape, image_anchors, class_ids, boxes, config, rng=rng)
         if len(class_ids) > config.MAX_GT_INSTANCES:
+            warnings.warn(too_many_instances_message(image_id, len(class_ids), config),
+                          InstanceWarning, stacklevel=2)
             keep = np.sort(rng.choice(len(class_ids), config.MAX_GT_INSTANCES, replace=False))
             class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[..., keep]
             loaded = loaded[:5] + tuple(extra[keep] for extra in loaded[5:])

@@ -146,6 +146,11 @@ def read_rgb_image(path):
     except Exception as err:  # skimage/imageio/PIL raise many types for bad files.
         raise ValueError(f"could not read image {path!r}: {err}") from err
     image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 4 and _is_cmyk(path):
+        # A CMYK JPEG reads as 4 channels that are not RGBA: convert its colours.
+        from PIL import Image
+        with Image.open(path) as cmyk:
+            image = np.asarray(cmyk.convert("RGB"))
     if image.ndim == 3 and image.shape[-1] in (1, 2):
         image = image[..., 0]
     if image.ndim == 2:
@@ -157,6 +162,16 @@ def read_rgb_image(path):
     if image.dtype != np.uint8:
         image = skimage.util.img_as_ubyte(image)
     return image
+
+
+def _is_cmyk(path):
+    """True when ``path`` is an image file that PIL reads in CMYK mode."""
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            return image.mode == "CMYK"
+    except Exception:  # not a file PIL reads (URL, other formats): not CMYK
+        return False
 
 
 def validate_instance_masks(image_shape, mask, class_ids):

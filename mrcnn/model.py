@@ -6,9 +6,10 @@ through this module (``modellib.load_image_gt``, ``modellib.ProposalLayer``, ...
 import contextlib
 import datetime
 import logging
+import math
+import numbers
 import os
 import re
-import warnings
 
 import numpy as np
 
@@ -51,6 +52,10 @@ def log(text, array=None):
         else:
             text += f"shape: {str(array.shape):20}  (empty)  {array.dtype}"
     print(text)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during train(); the message says which checkpoint is the last (intact) one."""
 
 
 class MaskRCNN:
@@ -122,13 +127,16 @@ class MaskRCNN:
         Returns (molded_images [N, h, w, C] float32, image_metas [N, META] float64,
         windows [N, (y1, x1, y2, x2)] int pixels of the real image inside the molded one).
         """
+        from mrcnn.inputs import check_resized_side
         molded_images, image_metas, windows = [], [], []
         config = self.config
-        for image in images:
+        for i, image in enumerate(images):
             molded, window, scale, _, _ = utils.resize_image(
                 image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
                 max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE,
                 method=config.IMAGE_RESIZE_METHOD)
+            check_resized_side(f"image {i}", image.shape,
+                               (window[2] - window[0], window[3] - window[1]), stacklevel=4)
             molded = mold_image(molded, config)
             meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
                                       np.zeros([config.NUM_CLASSES], dtype=np.int32))
@@ -184,21 +192,11 @@ class MaskRCNN:
         if not isinstance(images, (list, tuple)) or not images:
             raise ValueError("images must be a non-empty list of [H, W, C] arrays, got "
                              f"{type(images).__name__}")
+        from mrcnn.inputs import check_image
         channels = self.config.IMAGE_CHANNEL_COUNT
         checked = []
-        for i, image in enumerate(images):
-            image = np.asarray(image)
-            if image.ndim == 2 and channels == 3:
-                warnings.warn(f"image {i} is grayscale {image.shape}: converted to RGB", stacklevel=3)
-                image = np.stack([image] * 3, axis=-1)
-            elif image.ndim == 3 and image.shape[-1] == 4 and channels == 3:
-                warnings.warn(f"image {i} is RGBA {image.shape}: alpha channel dropped", stacklevel=3)
-                image = image[..., :3]
-            if image.ndim != 3 or image.shape[-1] != channels:
-                raise ValueError(f"image {i} has shape {image.shape}; expected [H, W, {channels}]")
-            if image.shape[0] < 2 or image.shape[1] < 2:
-                raise ValueError(f"image {i} is too small: shape {image.shape}")
-            checked.append(image)
+        for i, image in enumerate(images):  # stacklevel 4: the warning points at detect's caller
+            checked.append(check_image(image, f"image {i}", channels, stacklevel=4))
         return checked
 
     def _predict(self, molded_images, image_metas):
@@ -374,9 +372,12 @@ class MaskRCNN:
         from mrcnn import imagenet
         if not (os.path.isfile(filepath) and h5py.is_hdf5(filepath)):
             return None  # load_weights_h5 reports it
-        with h5py.File(filepath, "r") as f:
-            names = [n.decode() if isinstance(n, bytes) else str(n)
-                     for n in f.attrs.get("layer_names", [])]
+        try:
+            with h5py.File(filepath, "r") as f:
+                names = [n.decode() if isinstance(n, bytes) else str(n)
+                         for n in f.attrs.get("layer_names", [])]
+        except OSError:
+            return None  # load_weights_h5 reports it, naming the file
         architecture = imagenet.detect_architecture(names)
         if architecture is None:
             return None
@@ -486,6 +487,15 @@ class MaskRCNN:
         except (re.error, TypeError) as err:
             raise ValueError(f"layers must be one of {sorted(LAYER_GROUPS)} or a regular "
                              f"expression, got {layers!r}") from err
+        if (not isinstance(learning_rate, numbers.Real) or isinstance(learning_rate, bool)
+                or not math.isfinite(learning_rate) or learning_rate <= 0):
+            raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+        pattern = re.compile(layer_regex)
+        if not any(pattern.fullmatch(layer.name) for layer in self.get_trainable_layers()):
+            raise ValueError(
+                f"layers={layers!r} matches no layer with weights, so nothing would train (a "
+                f"regular expression must match whole layer names); use one of "
+                f"{sorted(LAYER_GROUPS)} or a pattern such as r\"(mrcnn_.*)|(rpn_.*)\"")
         if self.epoch >= epochs:
             logger.info("already at epoch %d >= %d: nothing to train", self.epoch, epochs)
             return None
@@ -533,19 +543,28 @@ class MaskRCNN:
         segments = [(self.epoch, self.epoch + 1, self.step)] if self.step else []
         if self.epoch + (1 if self.step else 0) < epochs:
             segments.append((self.epoch + (1 if self.step else 0), epochs, 0))
-        for first_epoch, last_epoch, first_step in segments:
-            train_data, val_data = inputs.make(first_epoch, last_epoch, first_step)
-            checkpoints.start_step = first_step
-            inputs.start_step = first_step
-            segment = self.keras_model.fit(
-                train_data, initial_epoch=first_epoch, epochs=last_epoch,
-                steps_per_epoch=config.STEPS_PER_EPOCH - first_step, callbacks=callbacks,
-                validation_data=val_data, validation_steps=inputs.validation_steps, shuffle=False,
-                verbose=verbose if chief else 0)
-            history = _merge_history(history, segment)
-            if guard.message or self.keras_model.stop_training:
-                break
-            self.epoch, self.step = last_epoch, 0
+        try:
+            for first_epoch, last_epoch, first_step in segments:
+                train_data, val_data = inputs.make(first_epoch, last_epoch, first_step)
+                checkpoints.start_step = first_step
+                inputs.start_step = first_step
+                segment = self.keras_model.fit(
+                    train_data, initial_epoch=first_epoch, epochs=last_epoch,
+                    steps_per_epoch=config.STEPS_PER_EPOCH - first_step, callbacks=callbacks,
+                    validation_data=val_data, validation_steps=inputs.validation_steps,
+                    shuffle=False, verbose=verbose if chief else 0)
+                history = _merge_history(history, segment)
+                if guard.message or self.keras_model.stop_training:
+                    break
+                self.epoch, self.step = last_epoch, 0
+        except KeyboardInterrupt:
+            saved = checkpoints.last_saved or self.find_last_or_none()
+            message = (f"training interrupted (Ctrl-C); the checkpoints written so far are "
+                       f"intact (checkpoints are written whole at each epoch end and every "
+                       f"CHECKPOINT_EVERY_STEPS steps): "
+                       f"{'last one ' + saved if saved else 'none yet'}, in {self.log_dir}")
+            logger.warning(message)
+            raise TrainingInterrupted(message) from None
         if guard.message:
             raise FloatingPointError(guard.message + (f"; last checkpoint: {checkpoints.last_saved}"
                                                       if checkpoints.last_saved else ""))
@@ -587,10 +606,18 @@ class MaskRCNN:
                 log_dir = os.path.dirname(model_path)
                 if os.path.isfile(state_path(model_path)):
                     self._resume_state = state_path(model_path)
-                logger.info("Re-starting from epoch %d, step %d%s", self.epoch, self.step,
-                            " with the optimizer state" if self._resume_state else "")
+                if self.mode == "training":
+                    logger.info("Re-starting from epoch %d, step %d%s", self.epoch, self.step,
+                                " with the optimizer state" if self._resume_state else "")
         self.log_dir = log_dir
         self.checkpoint_path = os.path.join(log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+
+    def find_last_or_none(self):
+        """find_last(), or None when there is no checkpoint yet."""
+        try:
+            return self.find_last()
+        except FileNotFoundError:
+            return None
 
     def find_last(self):
         """Path of the last checkpoint of the newest log folder of this config's NAME."""

@@ -11,12 +11,14 @@ Crowd instances carry negative class ids: they are never targets, and anchors or
 overlapping them (IoU >= 0.001) are never used as negatives.
 """
 import logging
+import warnings
 
 import numpy as np
 
 from mrcnn import keypoints as kp_utils
 from mrcnn import utils
 from mrcnn.data import compose_image_meta
+from mrcnn.inputs import InstanceWarning, check_image
 
 logger = logging.getLogger(__name__)
 
@@ -93,16 +95,23 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=Fa
     if image.ndim != 3 or image.shape[-1] != channels:
         raise ValueError(f"image {image_id}: expected an [H, W, {channels}] image "
                          f"(IMAGE_CHANNEL_COUNT={channels}), got image shape {image.shape}")
+    # Floats in [0, 1] and 16-bit values are rescaled (with a warning), NaN/bool refused.
+    image = check_image(image, f"image {image_id} ({dataset.image_reference(image_id)})",
+                        channels)
     mask, class_ids = dataset.load_mask(image_id)
     mask, class_ids = np.asarray(mask), np.asarray(class_ids)
     if mask.size == 0 and class_ids.size == 0:
         # No instances; the base Dataset returns [0, 0, 0] masks for them.
         mask = np.zeros(image.shape[:2] + (0,), dtype=bool)
         class_ids = np.zeros((0,), dtype=np.int32)
+    if mask.dtype.kind == "f" and not np.all(np.isfinite(mask)):
+        raise ValueError(f"image {image_id}: load_mask returned masks with "
+                         f"{int(np.count_nonzero(~np.isfinite(mask)))} NaN or infinite values")
     try:
         mask, class_ids = utils.validate_instance_masks(image.shape, mask, class_ids)
     except ValueError as err:
         raise ValueError(f"image {image_id}: {err}") from None
+    original_masks = mask
     _check_class_ids(dataset, image_id, class_ids, config.NUM_CLASSES)
 
     if keypoints:
@@ -128,6 +137,11 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=Fa
     keep = np.any(mask, axis=(0, 1))
     if not np.all(keep):
         logger.debug("image %s: dropping %d empty instance masks", image_id, np.sum(~keep))
+        if not np.all(np.any(original_masks, axis=(0, 1))):
+            empty = np.flatnonzero(~np.any(original_masks, axis=(0, 1))).tolist()
+            warnings.warn(f"image {image_id} ({dataset.image_reference(image_id)}): instance(s) "
+                          f"{empty} of load_mask have empty masks (zero area): dropped",
+                          InstanceWarning, stacklevel=2)
     mask, class_ids = mask[:, :, keep], class_ids[keep]
     bbox = utils.extract_bboxes(mask)
 
