@@ -5,8 +5,17 @@
 Prints one JSON object. The step time is the median of --steps timed train steps
 (train_on_batch on a fixed batch) after --warmup untimed ones; the pipeline figure is
 images per second of load + augment + target building alone (MaskRCNN's PyDataset items),
-with one thread and with --workers threads, each the median of --repeats passes.
+with one thread and with --workers threads, and through the tf.data pipeline with
+--workers parallel calls, each the median of --repeats passes.
 The data are synthetic shapes (samples/shapes.py) drawn on the fly.
+
+With --pipelines, it measures whole training steps through MaskRCNN.train instead (data
+loading included): images/s with the PyDataset and the tf.data pipelines in one process,
+and with tf.data over 1 and 2 worker processes on this machine (MultiWorkerMirroredStrategy,
+TF_CONFIG on 127.0.0.1; each worker feeds --batch images a step, so 2 workers train a
+global batch twice as large). Each figure is the global batch over the median step time
+after --warmup steps (two workers share this machine's cores: the 2-worker figure shows the
+cost of the all-reduce and of sharing, not a cluster's speed-up).
 
 Baseline in the same process (the machine's speed drifts by tens of percent between
 sessions, so only same-process ratios compare), unless --no-baseline: a
@@ -31,6 +40,9 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
 
 
+PRECISIONS = {"float32": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backbone", default="resnet50", choices=["resnet50", "resnet101"])
@@ -38,7 +50,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--layers", default="all")
     parser.add_argument("--norm", default="batch", choices=["batch", "group"])
-    parser.add_argument("--precision", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--precision", default="float32", choices=sorted(PRECISIONS))
+    parser.add_argument("--gpu-count", type=int, default=1,
+                        help="GPU_COUNT (> 1: MirroredStrategy over that many GPUs)")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
@@ -46,19 +60,19 @@ def parse_args(argv=None):
     parser.add_argument("--images", type=int, default=64, help="images per pipeline pass")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the same-process matterport-style baseline")
+    parser.add_argument("--pipelines", action="store_true",
+                        help="time MaskRCNN.train per pipeline and for 1 and 2 worker processes")
+    parser.add_argument("--fit", choices=["pydataset", "tf.data"], default=None,
+                        help="only time MaskRCNN.train with this pipeline (GPU_COUNT replicas)")
+    parser.add_argument("--role", default="main", choices=["main", "worker"],
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--pipeline", default="tf.data", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    import numpy as np
-    import tensorflow as tf
-
-    from mrcnn.data import make_sequence
-    from mrcnn.model import MaskRCNN
-    from mrcnn.training import LAYER_GROUPS
+def bench_config(args):
+    """The benchmark's Config (matterport's shapes settings at --image-size, --batch)."""
     from mrcnn.config import Config
-    from samples.shapes import ShapesDataset
 
     class BenchConfig(Config):
         # matterport's shapes settings, so that the step compares with its implementation
@@ -74,9 +88,115 @@ def main(argv=None):
         IMAGE_MIN_DIM = args.image_size
         IMAGE_MAX_DIM = args.image_size
         NORMALIZATION = args.norm
-        DTYPE_POLICY = None if args.precision == "float32" else "mixed_bfloat16"
+        GPU_COUNT = args.gpu_count
+        DTYPE_POLICY = PRECISIONS[args.precision]
 
-    config = BenchConfig()
+    return BenchConfig()
+
+
+def fit_throughput(args, pipeline, strategy=None):
+    """Global images/s of MaskRCNN.train (median step after --warmup steps) with ``pipeline``."""
+    import keras
+
+    from mrcnn.model import MaskRCNN
+    from samples.shapes import ShapesDataset
+
+    config = bench_config(args)
+    config.STEPS_PER_EPOCH = args.warmup + args.steps
+    config.VALIDATION_STEPS = 0
+    dataset = ShapesDataset()
+    dataset.load_shapes(args.images, args.image_size, args.image_size, seed=1)
+    dataset.prepare()
+
+    class StepTimes(keras.callbacks.Callback):
+        times = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            self.start = time.perf_counter()
+
+        def on_train_batch_end(self, batch, logs=None):
+            if batch >= args.warmup:
+                StepTimes.times.append(time.perf_counter() - self.start)
+
+    with tempfile.TemporaryDirectory() as logs:
+        model = MaskRCNN("training", config, logs, strategy=strategy)
+        model.train(dataset, None, learning_rate=config.LEARNING_RATE, epochs=1,
+                    layers=args.layers, custom_callbacks=[StepTimes()], verbose=0,
+                    workers=args.workers, pipeline=pipeline)
+        strategy = model.strategy
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    step = statistics.median(StepTimes.times)
+    return {"images_per_s": replicas * args.batch / step, "median_s_per_step": step,
+            "global_batch": replicas * args.batch}
+
+
+def pipelines_main(args):
+    """--pipelines: the figures of the module doc, as one JSON object."""
+    import subprocess
+
+    from mrcnn.distribute import local_cluster
+
+    result = {"benchmark": "train_pipelines", "backbone": args.backbone,
+              "image_size": args.image_size, "batch_per_worker": args.batch,
+              "layers": args.layers, "steps": args.steps, "warmup": args.warmup,
+              "threads": args.workers, "cpu_count": os.cpu_count()}
+    for pipeline in ("pydataset", "tf.data"):
+        result[f"1_process_{pipeline}"] = fit_throughput(args, pipeline)
+    command = [sys.executable, os.path.abspath(__file__), "--role", "worker",
+               "--backbone", args.backbone, "--image-size", str(args.image_size),
+               "--batch", str(args.batch), "--layers", args.layers, "--norm", args.norm,
+               "--precision", args.precision, "--steps", str(args.steps),
+               "--warmup", str(args.warmup), "--workers", str(args.workers),
+               "--images", str(args.images)]
+    for workers in (1, 2):
+        processes = [subprocess.Popen(command, env=dict(os.environ, TF_CONFIG=tf_config),
+                                      stdout=subprocess.PIPE, text=True)
+                     for tf_config in local_cluster(workers)]
+        try:
+            outputs = [p.communicate(timeout=3600)[0] for p in processes]
+        finally:
+            for p in processes:
+                if p.poll() is None:
+                    p.kill()
+        if any(p.returncode for p in processes):
+            raise RuntimeError(f"a worker failed: exit codes {[p.returncode for p in processes]}")
+        result[f"{workers}_worker_tf.data"] = json.loads(outputs[0].strip().splitlines()[-1])
+    base = result["1_process_pydataset"]["images_per_s"]
+    for key in ("1_process_tf.data", "1_worker_tf.data", "2_worker_tf.data"):
+        result[key]["ratio_to_1_process_pydataset"] = result[key]["images_per_s"] / base
+    print(json.dumps(result, indent=2))
+    return result
+
+
+def worker_main(args):
+    """--role worker: one MultiWorkerMirroredStrategy process; prints its figures as JSON."""
+    import tensorflow as tf
+    strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    print(json.dumps(fit_throughput(args, "tf.data", strategy)))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.role == "worker":
+        return worker_main(args)
+    if args.pipelines:
+        return pipelines_main(args)
+    if args.fit:
+        result = {"benchmark": "train_fit", "pipeline": args.fit, "backbone": args.backbone,
+                  "image_size": args.image_size, "batch_per_replica": args.batch,
+                  "precision": args.precision, "layers": args.layers, "steps": args.steps,
+                  "warmup": args.warmup, **fit_throughput(args, args.fit)}
+        print(json.dumps(result, indent=2))
+        return result
+    import numpy as np
+    import tensorflow as tf
+
+    from mrcnn.data import BatchPlan, make_sequence, make_tf_dataset
+    from mrcnn.model import MaskRCNN
+    from mrcnn.training import LAYER_GROUPS
+    from samples.shapes import ShapesDataset
+
+    config = bench_config(args)
     dataset = ShapesDataset()
     dataset.load_shapes(args.images, args.image_size, args.image_size, seed=1)
     dataset.prepare()
@@ -98,6 +218,15 @@ def main(argv=None):
 
     pipeline_1 = statistics.median(one_pass(1) for _ in range(args.repeats))
     pipeline_n = statistics.median(one_pass(args.workers) for _ in range(args.repeats))
+
+    def tf_data_pass():
+        plan = BatchPlan(dataset.image_ids, len(seq), args.batch, seed=0)
+        t0 = time.perf_counter()
+        for _ in make_tf_dataset(dataset, config, plan, 0, 1, parallel_calls=args.workers):
+            pass
+        return len(seq) * args.batch / (time.perf_counter() - t0)
+
+    pipeline_tf_data = statistics.median(tf_data_pass() for _ in range(args.repeats))
 
     # ---- training step alone
     layer_regex = LAYER_GROUPS.get(args.layers, args.layers)
@@ -145,6 +274,7 @@ def main(argv=None):
         "images_per_s_consumed_by_training": consumed,
         "pipeline_images_per_s_1_thread": pipeline_1,
         f"pipeline_images_per_s_{args.workers}_threads": pipeline_n,
+        f"pipeline_images_per_s_tf_data_{args.workers}_parallel_calls": pipeline_tf_data,
         "pipeline_over_training_ratio": max(pipeline_1, pipeline_n) / consumed,
         "trainable_params": int(sum(np.prod(w.shape) for w in model.keras_model.trainable_weights)),
         "tensorflow": tf.__version__,

@@ -45,7 +45,10 @@ class Config:
     # Name of the configuration, e.g. "coco". Checkpoint folders and files use it.
     NAME = None
 
-    # Number of GPUs (replicas under tf.distribute). Use 1 on CPU.
+    # Number of GPUs of this machine (replicas under tf.distribute). Use 1 on CPU. With
+    # GPU_COUNT > 1, training runs under a MirroredStrategy; with TF_CONFIG naming several
+    # workers, under a MultiWorkerMirroredStrategy (each worker feeds BATCH_SIZE images a
+    # step); see mrcnn.distribute and the README.
     GPU_COUNT = 1
 
     # Images per GPU. A 12 GB GPU fits about two 1024x1024 images.
@@ -54,6 +57,11 @@ class Config:
     # Training steps per epoch and validation steps at the end of each epoch.
     STEPS_PER_EPOCH = 1000
     VALIDATION_STEPS = 50
+
+    # Checkpoints are written at each epoch end; an integer N adds mid-epoch checkpoints
+    # after every N steps of an epoch (weights + optimizer state, mrcnn.checkpoints), from
+    # which train() resumes at that exact step. None: once an epoch only.
+    CHECKPOINT_EVERY_STEPS = None
 
     # Backbone: "resnet50", "resnet101", or a callable
     # ``backbone(input_image, stage5=True, train_bn=...) -> [C1, C2, C3, C4, C5]``.
@@ -269,6 +277,8 @@ class Config:
                      "MASK_HEAD_FILTERS"):
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("VALIDATION_STEPS", self.VALIDATION_STEPS, minimum=0)
+        if self.CHECKPOINT_EVERY_STEPS is not None:
+            _check_int("CHECKPOINT_EVERY_STEPS", self.CHECKPOINT_EVERY_STEPS, minimum=1)
 
         if not (callable(self.BACKBONE) or self.BACKBONE in BACKBONES):
             raise ValueError(f"BACKBONE must be one of {BACKBONES} or a callable, "

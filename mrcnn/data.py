@@ -1,4 +1,4 @@
-"""Image meta, molding, and (with the training issue) the data pipeline.
+"""Image meta, molding, and the training input pipelines (PyDataset and tf.data).
 
 Image meta is one float row per image, laid out as
 ``[image_id, original_image_shape (3), image_shape (3), window (y1, x1, y2, x2) (4),
@@ -219,57 +219,200 @@ def data_generator(dataset, config, shuffle=True, augmentation=None, random_rois
         yield arrays, outputs
 
 
+def epoch_order(image_ids, seed, epoch, count, shuffle=True):
+    """Image ids of one epoch: ``count`` ids from permutations drawn with rng [seed, epoch].
+
+    Permutations of the whole id list are concatenated until ``count`` ids are taken, so
+    each id appears once before any appears twice. Returns [count] int64.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    chunks, total = [], 0
+    ids = np.asarray(image_ids)
+    while total < count:
+        chunks.append(rng.permutation(ids) if shuffle else ids)
+        total += len(ids)
+    return np.concatenate(chunks)[:count]
+
+
+def batch_rng(seed, epoch, step, replica=0, replicas=1):
+    """The generator of one replica's batch (sampling, crops, augmentation).
+
+    With one replica, [seed, epoch, step]; with several, [seed, epoch, step, replica]:
+    each batch depends on its position only, never on thread order or on where a run
+    was resumed.
+    """
+    key = [seed, epoch, step] if replicas == 1 else [seed, epoch, step, replica]
+    return np.random.default_rng(key)
+
+
+class BatchPlan:
+    """Which images form which batch: step ``t`` of epoch ``e`` trains on the global batch
+    ``epoch_order(...)[t * G:(t + 1) * G]`` (G = replicas * per_replica images), replica
+    ``g`` taking the slice ``[g * per_replica:(g + 1) * per_replica]`` of it.
+
+    image_ids: the dataset's ids; steps: steps per epoch; per_replica: images a replica
+    takes a step; replicas: replicas in sync over all workers.
+    """
+
+    def __init__(self, image_ids, steps, per_replica, replicas=1, seed=0, shuffle=True):
+        if not len(image_ids):
+            raise ValueError("the training dataset has no images (call prepare() after adding some)")
+        self.image_ids = np.asarray(image_ids)
+        self.steps, self.per_replica, self.replicas = int(steps), int(per_replica), int(replicas)
+        self.seed, self.shuffle = seed, shuffle
+        self._orders = {}
+
+    @property
+    def global_batch(self):
+        return self.per_replica * self.replicas
+
+    def order(self, epoch):
+        order = self._orders.get(epoch)
+        if order is None:  # keep the latest epoch only; threads may race, harmlessly
+            order = epoch_order(self.image_ids, self.seed, epoch, self.steps * self.global_batch,
+                                self.shuffle)
+            self._orders = {epoch: order}
+        return order
+
+    def ids(self, epoch, step, replica=None):
+        """Ids of the global batch (replica None) or of one replica's share, as ints."""
+        start = step * self.global_batch
+        if replica is not None:
+            start += replica * self.per_replica
+            stop = start + self.per_replica
+        else:
+            stop = start + self.global_batch
+        return [int(i) for i in self.order(epoch)[start:stop]]
+
+
 def make_sequence(dataset, config, shuffle=True, augmentation=None, no_augmentation_sources=None,
-                  steps=None, seed=0, workers=2):
+                  steps=None, seed=0, workers=2, epoch=0, start=0):
     """A keras.utils.PyDataset of training batches, loaded by ``workers`` threads.
 
-    Each item is ``(inputs,)`` with inputs a dict keyed by INPUT_NAMES. Batches are
-    deterministic for a given (seed, epoch, index), whatever the thread order.
-    steps: batches per epoch (default: enough to see every image once).
+    Each item is ``(inputs,)`` with inputs a dict keyed by INPUT_NAMES. Item ``i`` of the
+    sequence's k-th epoch is step ``start + i`` of epoch ``epoch + k`` (BatchPlan with
+    BATCH_SIZE images, one replica; its generator is batch_rng(seed, epoch, step)): the
+    same whatever the thread order, and the same after a resume.
+    steps: batches of a full epoch (default: enough to see every image once).
+    start: first step of the first epoch (a resumed run); that epoch has steps - start items,
+    and the following epochs are not produced (use a new sequence).
     Threads, not processes: TensorFlow is already running, and forking it can hang.
     """
     import keras
 
+    batch_size = config.BATCH_SIZE
+    full_steps = int(steps or max(1, math.ceil(len(dataset.image_ids) / batch_size)))
+    if not 0 <= start < full_steps:
+        raise ValueError(f"start must be in [0, {full_steps}), got {start!r}")
+
     class _Sequence(keras.utils.PyDataset):
         def __init__(self):
             super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
-            if not len(dataset.image_ids):
-                raise ValueError("the training dataset has no images (call prepare() after adding some)")
             self.dataset = dataset
             self.config = config
             self.anchors = AnchorCache(config)
-            self.batch_size = config.BATCH_SIZE
-            self.steps = int(steps or max(1, math.ceil(len(dataset.image_ids) / self.batch_size)))
-            self.epoch = 0
-            self._order = self._make_order()
-
-        def _make_order(self):
-            needed = self.steps * self.batch_size
-            rng = np.random.default_rng([seed, self.epoch])
-            chunks, total = [], 0
-            while total < needed:
-                ids = np.array(self.dataset.image_ids)
-                chunks.append(rng.permutation(ids) if shuffle else ids)
-                total += len(ids)
-            return np.concatenate(chunks)[:needed]
+            self.batch_size = batch_size
+            self.plan = BatchPlan(dataset.image_ids, full_steps, batch_size, 1, seed, shuffle)
+            self.start = start
+            self.steps = full_steps - start
+            self.epoch = epoch
+            self._begun = False
 
         def __len__(self):
             return self.steps
 
         def batch_image_ids(self, index):
-            start = index * self.batch_size
-            return [int(i) for i in self._order[start:start + self.batch_size]]
+            return self.plan.ids(self.epoch, self.start + index)
 
         def __getitem__(self, index):
-            ids = self.batch_image_ids(index)
-            rng = np.random.default_rng([seed, self.epoch, index])
-            arrays = build_batch(self.dataset, self.config, ids, self.anchors, rng,
+            step = self.start + index
+            arrays = build_batch(self.dataset, self.config, self.plan.ids(self.epoch, step),
+                                 self.anchors, batch_rng(seed, self.epoch, step),
                                  augmentation=augmentation,
                                  no_augmentation_sources=no_augmentation_sources)
             return (dict(zip(input_names(self.config), arrays)),)
 
-        def on_epoch_end(self):
-            self.epoch += 1
-            self._order = self._make_order()
+        def on_epoch_begin(self):
+            # Keras calls on_epoch_begin once at the start of each epoch's batches (and
+            # on_epoch_end also once before training starts), so epochs are counted here.
+            if self._begun:
+                self.epoch += 1
+                self.start, self.steps = 0, full_steps
+            self._begun = True
 
     return _Sequence()
+
+
+def make_tf_dataset(dataset, config, plan, first_epoch, last_epoch, first_step=0,
+                    replicas_here=1, first_replica=0, augmentation=None,
+                    no_augmentation_sources=None, parallel_calls=None, prefetch=2):
+    """A tf.data pipeline of one worker's per-replica training batches, in the order its
+    replicas consume them (the ``dataset_fn`` of ``distribute_datasets_from_function``).
+
+    Element k is the batch of step t = k // replicas_here of the run (epochs first_epoch ..
+    last_epoch - 1, starting at step first_step of the first) for global replica
+    first_replica + k % replicas_here, as BatchPlan assigns them; its generator is
+    batch_rng(plan.seed, epoch, t, replica, plan.replicas). Loading, augmentation and target
+    building run in NumPy inside ``tf.py_function`` stages, ``parallel_calls`` at a time
+    (default: AUTOTUNE), in a deterministic order, then ``prefetch`` batches are prefetched.
+    The pipeline does its own sharding (workers take disjoint slices of every global
+    batch), so tf.data auto-sharding is turned off.
+
+    Each element is a dict keyed by input_names(config) (see build_batch for shapes and dtypes;
+    input_gt_masks come as uint8 0/1 instead of bool), with a static leading dimension
+    plan.per_replica.
+    """
+    import tensorflow as tf
+
+    if not 0 <= first_step < plan.steps:
+        raise ValueError(f"first_step must be in [0, {plan.steps}), got {first_step!r}")
+    if last_epoch <= first_epoch:
+        raise ValueError(f"last_epoch ({last_epoch!r}) must exceed first_epoch ({first_epoch!r})")
+    anchors = AnchorCache(config)
+    seed = plan.seed
+    first = first_step * replicas_here
+    total = (last_epoch - first_epoch) * plan.steps * replicas_here - first
+
+    def load(index):
+        k = int(index) + first
+        epoch, k = divmod(k, plan.steps * replicas_here)
+        epoch += first_epoch
+        step, local = divmod(k, replicas_here)
+        replica = first_replica + local
+        rng = batch_rng(seed, epoch, step, replica, plan.replicas)
+        arrays = build_batch(dataset, config, plan.ids(epoch, step, replica), anchors, rng,
+                             augmentation=augmentation,
+                             no_augmentation_sources=no_augmentation_sources)
+        return arrays
+
+    dtypes = (tf.float32, tf.float32, tf.int32, tf.float32, tf.int32, tf.float32, tf.bool)
+    batch = plan.per_replica
+    channels = config.IMAGE_CHANNEL_COUNT
+    fixed = config.IMAGE_RESIZE_MODE in ("square", "crop")
+    side = int(config.IMAGE_SHAPE[0]) if fixed else None
+    max_gt = config.MAX_GT_INSTANCES
+    shapes = ([batch, side, side, channels], [batch, config.IMAGE_META_SIZE], [batch, None, 1],
+              [batch, config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4], [batch, max_gt],
+              [batch, max_gt, 4], [batch, None, None, max_gt])
+    if config.KEYPOINT_NAMES:  # input_gt_keypoints [batch, MAX_GT, K, (x, y, v)]
+        dtypes += (tf.float32,)
+        shapes += ([batch, max_gt, len(config.KEYPOINT_NAMES), 3],)
+    names = input_names(config)
+
+    def to_inputs(index):
+        arrays = tf.py_function(load, [index], dtypes)
+        for array, shape in zip(arrays, shapes):
+            array.set_shape(shape)
+        arrays = list(arrays)
+        # uint8, not bool: Keras averages a first batch across replicas to build the model
+        # under tf.distribute, which bool cannot do; the graph's bool input casts it back.
+        arrays[6] = tf.cast(arrays[6], tf.uint8)
+        return dict(zip(names, arrays))
+
+    parallel = tf.data.AUTOTUNE if parallel_calls is None else parallel_calls
+    pipeline = tf.data.Dataset.range(total).map(to_inputs, num_parallel_calls=parallel,
+                                                deterministic=True)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    pipeline = pipeline.with_options(options)
+    return pipeline.prefetch(prefetch)

@@ -28,6 +28,17 @@ from mrcnn.targets import (build_detection_targets, build_rpn_targets,  # noqa: 
 logger = logging.getLogger(__name__)
 
 MODES = ("training", "inference")
+PIPELINES = ("auto", "pydataset", "tf.data")
+
+
+def _merge_history(history, segment):
+    """Append a later fit's History to an earlier one (epochs and per-epoch logs)."""
+    if history is None or segment is None:
+        return segment if history is None else history
+    history.epoch.extend(segment.epoch)
+    for key, values in segment.history.items():
+        history.history.setdefault(key, []).extend(values)
+    return history
 
 
 def log(text, array=None):
@@ -53,9 +64,12 @@ class MaskRCNN:
     mode: "training" or "inference".
     config: a Config (subclass) instance.
     model_dir: folder for training logs and checkpoints (created when training starts).
+    strategy: a tf.distribute.Strategy to build and train under; None picks one from
+        TF_CONFIG (several workers: MultiWorkerMirroredStrategy) or GPU_COUNT > 1
+        (MirroredStrategy), see mrcnn.distribute.
     """
 
-    def __init__(self, mode, config, model_dir):
+    def __init__(self, mode, config, model_dir, strategy=None):
         if mode not in MODES:
             raise ValueError(f"mode must be 'training' or 'inference', got {mode!r}")
         if not hasattr(config, "validate_for_model"):
@@ -67,10 +81,13 @@ class MaskRCNN:
         self.config = config
         self.model_dir = os.fspath(model_dir)
         self.epoch = 0
+        self.step = 0
+        self._resume_state = None
+        self._target_epochs = None
         self._anchor_cache = {}
         self._predict_fn = None
         self.set_log_dir()
-        self.strategy = self._distribution_strategy(config)
+        self.strategy = self._distribution_strategy(config, strategy, mode)
         if self.strategy is None:
             self.keras_model = self.build(mode=mode, config=config)
         else:
@@ -78,22 +95,10 @@ class MaskRCNN:
                 self.keras_model = self.build(mode=mode, config=config)
 
     @staticmethod
-    def _distribution_strategy(config):
-        """tf.distribute.MirroredStrategy over GPU_COUNT GPUs, or None for one device.
-
-        BATCH_SIZE = IMAGES_PER_GPU * GPU_COUNT is the global batch; Keras splits it
-        across the replicas.
-        """
-        if config.GPU_COUNT == 1:
-            return None
-        import tensorflow as tf
-        gpus = tf.config.list_logical_devices("GPU")
-        if len(gpus) < config.GPU_COUNT:
-            raise ValueError(f"GPU_COUNT={config.GPU_COUNT} but {len(gpus)} GPU(s) are visible "
-                             f"({[g.name for g in gpus]}); set GPU_COUNT to at most {max(1, len(gpus))}")
-        devices = [g.name for g in gpus[:config.GPU_COUNT]]
-        logger.info("training on %d GPUs with MirroredStrategy: %s", len(devices), devices)
-        return tf.distribute.MirroredStrategy(devices=devices)
+    def _distribution_strategy(config, strategy=None, mode="training"):
+        """The tf.distribute strategy of training (mrcnn.distribute.make_strategy), or None."""
+        from mrcnn.distribute import make_strategy
+        return make_strategy(config, strategy, multi_worker=mode == "training")
 
     # ------------------------------------------------------------------ graph
     def build(self, mode, config):
@@ -449,16 +454,24 @@ class MaskRCNN:
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
-              workers=None, verbose=1):
+              workers=None, verbose=1, pipeline="auto"):
         """Train the layers selected by ``layers`` until epoch ``epochs`` (stages chain).
 
         layers: "heads", "3+", "4+", "5+", "all", or a regular expression over layer names.
         augmentation: an albumentations transform or an imgaug-style augmenter.
-        Checkpoints: log_dir/mask_rcnn_<name>_<epoch:04d>.h5 at each epoch end (atomic).
-        Returns the keras History. Raises FloatingPointError when a loss becomes NaN/inf.
+        pipeline: "pydataset" (a keras PyDataset fed by ``workers`` threads), "tf.data"
+            (mrcnn.data.make_tf_dataset, sharded by worker) or "auto" (tf.data under a
+            tf.distribute strategy, which needs it; else pydataset). Both give the same
+            batches.
+        Checkpoints (chief only, atomic): log_dir/mask_rcnn_<name>_<epoch:04d>.h5 at each
+        epoch end, and mid-epoch ones every CHECKPOINT_EVERY_STEPS steps; each with a
+        .state.npz beside it (optimizer momentum and iterations, epoch, step). After
+        ``load_weights(find_last())`` training resumes at that exact step.
+        Returns the keras History (of all epochs trained, a resumed partial epoch first).
+        Raises FloatingPointError when a loss becomes NaN/inf.
         """
-        from mrcnn.data import make_sequence
-        from mrcnn.training import (LAYER_GROUPS, CheckpointCallback, NonFiniteLossGuard)
+        from mrcnn.training import (LAYER_GROUPS, CheckpointCallback, NonFiniteLossGuard,
+                                    TrainingInputs)
         import keras
 
         if self.mode != "training":
@@ -486,65 +499,116 @@ class MaskRCNN:
         if self.epoch >= epochs:
             logger.info("already at epoch %d >= %d: nothing to train", self.epoch, epochs)
             return None
+        if pipeline not in PIPELINES:
+            raise ValueError(f"pipeline must be one of {PIPELINES}, got {pipeline!r}")
+
+        from mrcnn.distribute import is_chief
+        from mrcnn.training import read_training_state, restore_optimizer_state
 
         config = self.config
-        workers = workers or max(1, min(4, os.cpu_count() or 1))
-        train_seq = make_sequence(train_dataset, config, shuffle=True, augmentation=augmentation,
-                                  no_augmentation_sources=no_augmentation_sources,
-                                  steps=config.STEPS_PER_EPOCH, seed=self.epoch, workers=workers)
-        val_seq = None
-        if val_dataset is not None and config.VALIDATION_STEPS:
-            val_seq = make_sequence(val_dataset, config, shuffle=True,
-                                    steps=config.VALIDATION_STEPS, seed=10_000 + self.epoch,
-                                    workers=workers)
+        self._target_epochs = epochs
+        chief = is_chief(self.strategy)
+        if pipeline == "auto":
+            pipeline = "tf.data" if self.strategy is not None else "pydataset"
+        if self.strategy is not None and pipeline != "tf.data":
+            raise ValueError(f"training under {type(self.strategy).__name__} needs "
+                             f"pipeline='tf.data', got {pipeline!r}")
         trainable = self.set_trainable(layer_regex, verbose=verbose)
-        logger.info("epoch %d -> %d, lr %g, %d trainable layers, checkpoints in %s",
-                    self.epoch, epochs, learning_rate, len(trainable), self.log_dir)
+        logger.info("epoch %d step %d -> epoch %d, lr %s, %d trainable layers, %s pipeline, "
+                    "checkpoints in %s", self.epoch, self.step, epochs, learning_rate,
+                    len(trainable), pipeline, self.log_dir)
         self.compile(learning_rate, config.LEARNING_MOMENTUM)
+        if self._resume_state is not None:
+            state = read_training_state(self._resume_state)
+            restored = restore_optimizer_state(self.keras_model, state, self.strategy)
+            logger.info("restored %d state variables from %s", restored, self._resume_state)
+            self._resume_state = None
+        if chief:
+            os.makedirs(self.log_dir, exist_ok=True)
 
-        os.makedirs(self.log_dir, exist_ok=True)
-        guard = NonFiniteLossGuard(train_seq.batch_image_ids)
-        checkpoints = CheckpointCallback(self.checkpoint_path, self.save_weights)
+        inputs = TrainingInputs(self, train_dataset, val_dataset, pipeline, augmentation,
+                                no_augmentation_sources, workers)
+        checkpoints = CheckpointCallback(self._save_checkpoint, config.STEPS_PER_EPOCH,
+                                         every_steps=config.CHECKPOINT_EVERY_STEPS,
+                                         start_step=self.step, enabled=chief)
+        guard = NonFiniteLossGuard(inputs.batch_image_ids)
         # Custom callbacks (e.g. MeanAPCallback) run before TensorBoard so that what they
-        # add to the epoch logs is written too.
-        callbacks = [guard, checkpoints] + list(custom_callbacks or []) + [
-            keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False)]
+        # add to the epoch logs is written too. Only the chief writes TensorBoard logs.
+        callbacks = [guard, checkpoints, inputs.position_callback] + list(custom_callbacks or [])
+        if chief:
+            callbacks.append(keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,
+                                                         write_graph=False))
+        history = None
+        # A run resumed mid-epoch first finishes that epoch, then trains whole epochs.
+        segments = [(self.epoch, self.epoch + 1, self.step)] if self.step else []
+        if self.epoch + (1 if self.step else 0) < epochs:
+            segments.append((self.epoch + (1 if self.step else 0), epochs, 0))
         try:
-            history = self.keras_model.fit(
-                train_seq, initial_epoch=self.epoch, epochs=epochs,
-                steps_per_epoch=len(train_seq), callbacks=callbacks, validation_data=val_seq,
-                verbose=verbose)
+            for first_epoch, last_epoch, first_step in segments:
+                train_data, val_data = inputs.make(first_epoch, last_epoch, first_step)
+                checkpoints.start_step = first_step
+                inputs.start_step = first_step
+                segment = self.keras_model.fit(
+                    train_data, initial_epoch=first_epoch, epochs=last_epoch,
+                    steps_per_epoch=config.STEPS_PER_EPOCH - first_step, callbacks=callbacks,
+                    validation_data=val_data, validation_steps=inputs.validation_steps,
+                    shuffle=False, verbose=verbose if chief else 0)
+                history = _merge_history(history, segment)
+                if guard.message or self.keras_model.stop_training:
+                    break
+                self.epoch, self.step = last_epoch, 0
         except KeyboardInterrupt:
             saved = checkpoints.last_saved or self.find_last_or_none()
             message = (f"training interrupted (Ctrl-C); the checkpoints written so far are "
-                       f"intact (checkpoints are written whole at each epoch end): "
+                       f"intact (checkpoints are written whole at each epoch end and every "
+                       f"CHECKPOINT_EVERY_STEPS steps): "
                        f"{'last one ' + saved if saved else 'none yet'}, in {self.log_dir}")
             logger.warning(message)
             raise TrainingInterrupted(message) from None
         if guard.message:
             raise FloatingPointError(guard.message + (f"; last checkpoint: {checkpoints.last_saved}"
                                                       if checkpoints.last_saved else ""))
-        self.epoch = max(self.epoch, epochs)
+        self.epoch, self.step = max(self.epoch, epochs), 0
         return history
+
+    def _save_checkpoint(self, epoch, step):
+        """Write the checkpoint at (completed epochs, step): state file, then weights; returns
+        the weights path (mrcnn.checkpoints layout)."""
+        from mrcnn.checkpoints import checkpoint_name, state_path
+        from mrcnn.training import save_training_state
+        name = (self.config.NAME or "mrcnn").lower()
+        path = os.path.join(self.log_dir, checkpoint_name(name, epoch, step))
+        os.makedirs(self.log_dir, exist_ok=True)
+        save_training_state(state_path(path), self.keras_model, epoch, step,
+                            target_epochs=self._target_epochs)
+        self.save_weights(path)
+        return path
 
     # ------------------------------------------------------------------ logs
     def set_log_dir(self, model_path=None):
         """Set log_dir, checkpoint_path and epoch; resume numbering from a checkpoint path.
 
-        model_path: a checkpoint ``.../<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<epoch>.h5``;
-        training then continues in that folder from the next epoch.
+        model_path: a checkpoint ``.../<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<epoch>.h5``
+        (or a mid-epoch ``..._<epoch>.step<step>.h5``); training then continues in that
+        folder from that position, with the optimizer state of the ``.state.npz`` beside it
+        when there is one (mrcnn.checkpoints).
         """
-        self.epoch = 0
+        from mrcnn.checkpoints import checkpoint_position, state_path
+        self.epoch, self.step, self._resume_state = 0, 0, None
         name = (self.config.NAME or "mrcnn").lower()
         stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M")
         log_dir = os.path.join(self.model_dir, f"{name}{stamp}")
         if model_path:
-            match = CHECKPOINT_PATTERN.match(os.path.abspath(os.fspath(model_path)))
+            model_path = os.path.abspath(os.fspath(model_path))
+            match = CHECKPOINT_PATTERN.match(model_path)
             if match:
-                self.epoch = int(match.group("epoch"))
-                log_dir = os.path.dirname(os.path.abspath(os.fspath(model_path)))
+                self.epoch, self.step = checkpoint_position(model_path)
+                log_dir = os.path.dirname(model_path)
+                if os.path.isfile(state_path(model_path)):
+                    self._resume_state = state_path(model_path)
                 if self.mode == "training":
-                    logger.info("Re-starting from epoch %d", self.epoch)
+                    logger.info("Re-starting from epoch %d, step %d%s", self.epoch, self.step,
+                                " with the optimizer state" if self._resume_state else "")
         self.log_dir = log_dir
         self.checkpoint_path = os.path.join(log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
 

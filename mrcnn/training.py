@@ -73,12 +73,19 @@ class MomentumSGD(keras.optimizers.SGD):
     def apply(self, grads, trainable_variables=None):
         variables = (self._trainable_variables if trainable_variables is None
                      else list(trainable_variables))
-        grads = list(grads)
+        # Under tf.distribute the replicas' gradients are summed here, once, so that the
+        # decay term and the clipping norm apply to the global gradient (Keras would clip
+        # each replica's share and add the decay once per replica); see _all_reduce_sum_gradients.
+        grads = all_reduce_sum(list(grads))
         if self.l2_decay:
             grads = [g if g is None or not is_decayed(v)
                      else g + ops.cast(self.l2_decay, g.dtype) * ops.cast(v, g.dtype)
                      for g, v in zip(grads, variables)]
         return super().apply(grads, None if trainable_variables is None else variables)
+
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        """Identity: ``apply`` has already summed the gradients across replicas."""
+        return list(grads_and_vars)
 
     def _clip_gradients(self, grads):
         """Compute the global clipping factor (kept for update_step); grads pass unchanged."""
@@ -110,6 +117,24 @@ class MomentumSGD(keras.optimizers.SGD):
         config["l2_decay"] = self.l2_decay
         config.pop("nesterov", None)
         return config
+
+
+def num_replicas():
+    """Replicas in sync of the current tf.distribute strategy (1 without one)."""
+    return tf.distribute.get_strategy().num_replicas_in_sync
+
+
+def all_reduce_sum(grads):
+    """Sum a list of per-replica gradients (None kept) across replicas; identity on one replica."""
+    if num_replicas() == 1 or tf.distribute.in_cross_replica_context():
+        return grads
+    present = [i for i, g in enumerate(grads) if g is not None]
+    reduced = tf.distribute.get_replica_context().all_reduce(
+        tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
+    out = list(grads)
+    for i, value in zip(present, reduced):
+        out[i] = value
+    return out
 
 
 def _handle(variable):
@@ -198,6 +223,32 @@ class MaskRCNNTrainer(keras.Model):
             return ops.zeros((), dtype="float32")
         return self.weight_decay * ops.sum(ops.stack(terms))
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Build metrics and optimizer from the first replica's share of the first batch.
+
+        Keras' TensorFlow trainer averages the first batch across replicas
+        (``strategy.reduce("MEAN", ...)``) only to learn its shapes; that fails for dict
+        inputs under MultiWorkerMirroredStrategy and for bool inputs under any strategy.
+        The local share has the same per-replica shapes.
+        """
+        strategy = getattr(self, "_distribute_strategy", None)
+        if strategy is None or iterator is None:
+            return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        for _, _, batches in iterator:
+            data_batch = tf.nest.map_structure(
+                lambda value: (strategy.experimental_local_results(value)[0]
+                               if isinstance(value, tf.distribute.DistributedValues) else value),
+                next(batches))
+            break
+        with strategy.scope():
+            self._symbolic_build(data_batch=data_batch)
+
+    def train_step(self, data):
+        return _multi_worker_logs(super().train_step(data))
+
+    def test_step(self, data):
+        return _multi_worker_logs(super().test_step(data))
+
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         losses = self.named_losses(x, y_pred)
         total = ops.zeros((), dtype="float32")
@@ -207,31 +258,191 @@ class MaskRCNNTrainer(keras.Model):
             total = total + self.mrcnn_loss_weights[tracker.name] * value
         decay = self.weight_decay_loss()
         self.weight_decay_tracker.update_state(decay)
-        return total + decay
+        return scale_for_replicas(total + decay)
+
+
+def _multi_worker_logs(logs):
+    """Under MultiWorkerMirroredStrategy, each log as a [1] tensor instead of a scalar.
+
+    Keras reduces the step's logs with ``strategy.reduce("MEAN", value, axis=0)`` there,
+    which fails on scalars; the [1] values reduce to the scalar mean across replicas (the
+    metrics are synchronized across replicas, so that is each replica's value).
+    """
+    strategy = tf.distribute.get_strategy()
+    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode()):
+        return logs
+    return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+
+
+def scale_for_replicas(loss):
+    """The replica's share of the loss: loss / num_replicas (identity on one replica).
+
+    Each replica's loss is the mean over its own images; the gradients of the shares are
+    summed across replicas, which gives the gradient of the mean of the replicas' losses.
+    Keras' loss tracker multiplies the reported value back.
+    """
+    replicas = num_replicas()
+    if replicas == 1:
+        return loss
+    return loss / ops.cast(replicas, loss.dtype)
 
 
 class CheckpointCallback(keras.callbacks.Callback):
-    """Save weights at the end of every epoch whose losses are finite, atomically.
+    """Save weights and training state at each epoch end and every ``every_steps`` steps.
 
-    checkpoint_path: a format string with ``{epoch:04d}``; epochs are numbered from 1.
+    Only while the losses are finite; each file is written atomically (state first, then
+    the weights file, whose presence marks the checkpoint as complete).
+
+    save_fn: ``save_fn(epoch, step) -> path``: writes the checkpoint at position
+        (completed epochs, steps done in the next epoch); see mrcnn.checkpoints.
+    steps_per_epoch: int, steps of a full epoch.
+    every_steps: int or None; mid-epoch checkpoints after every that many steps of an epoch.
+    start_step: steps of the first epoch already done before this fit (a resumed run).
+    enabled: False on the non-chief workers of a multi-worker run (they save nothing).
     """
 
-    def __init__(self, checkpoint_path, save_fn):
+    def __init__(self, save_fn, steps_per_epoch, every_steps=None, start_step=0, enabled=True):
         super().__init__()
-        self.checkpoint_path = checkpoint_path
         self.save_fn = save_fn
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.every_steps = every_steps
+        self.start_step = int(start_step)
+        self.enabled = enabled
         self.last_saved = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = self.start_step + batch + 1
+        if (not self.every_steps or step % self.every_steps or step >= self.steps_per_epoch):
+            return
+        if not all(math.isfinite(float(v)) for v in (logs or {}).values()):
+            return  # NonFiniteLossGuard reports it
+        self._save(self._epoch, step)
 
     def on_epoch_end(self, epoch, logs=None):
+        self.start_step = 0
         logs = logs or {}
         if not all(math.isfinite(float(v)) for v in logs.values()):
             logger.warning("epoch %d ended with non-finite losses; no checkpoint written", epoch + 1)
             return
-        path = self.checkpoint_path.format(epoch=epoch + 1)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        self.save_fn(path)
-        self.last_saved = path
-        logger.info("saved %s", path)
+        self._save(epoch + 1, 0)
+
+    def _save(self, epoch, step):
+        if self.enabled:
+            self.last_saved = self.save_fn(epoch, step)
+            logger.info("saved %s", self.last_saved)
+
+
+# ---------------------------------------------------------------------------- training state
+def optimizer_of(keras_model):
+    """The model's optimizer without a LossScaleOptimizer wrapper (or None)."""
+    optimizer = getattr(keras_model, "optimizer", None)
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def save_training_state(path, keras_model, epoch, step, target_epochs=None):
+    """Write the optimizer state and the training position to ``path`` (.npz, atomic).
+
+    Holds every optimizer variable (momentum per trainable variable, the iteration count
+    that positions a learning-rate schedule, the loss scale under mixed_float16) by path,
+    the layers' random-generator states (see state_names), epoch (completed epochs), step
+    (steps done in the next epoch), the learning rate in use, and target_epochs: the
+    ``epochs`` of the train() call writing it (see restore_optimizer_state).
+    """
+    import uuid
+
+    import numpy as np
+    optimizer = keras_model.optimizer
+    arrays = {"epoch": np.int64(epoch), "step": np.int64(step),
+              "target_epochs": np.int64(-1 if target_epochs is None else target_epochs)}
+    variables = list(random_states(keras_model))
+    if optimizer is not None:
+        learning_rate = optimizer_of(keras_model).learning_rate
+        arrays["learning_rate"] = np.float64(ops.convert_to_numpy(learning_rate))
+        variables += list(optimizer.variables)
+    for i, variable in enumerate(variables):
+        arrays[f"v{i}"] = np.asarray(ops.convert_to_numpy(variable))
+    arrays["names"] = np.array(state_names(keras_model, variables), dtype=str)
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def random_states(keras_model):
+    """The model's variables that are not weights: the states of its layers' SeedGenerators
+    (e.g. DetectionTargetLayer's ROI sampling), which weight files do not hold."""
+    weights = {id(v) for v in keras_model.weights}
+    return [v for v in keras_model.variables if id(v) not in weights]
+
+
+def state_names(keras_model, variables):
+    """The keys of ``variables`` in a state file: optimizer variables by path; random
+    states by their rank in ``random_states`` (``random_state/<i>``), since a SeedGenerator's
+    path gets a suffix when the process has built another model before."""
+    ranks = {id(v): i for i, v in enumerate(random_states(keras_model))}
+    return [f"random_state/{ranks[id(v)]}" if id(v) in ranks else v.path for v in variables]
+
+
+def read_training_state(path):
+    """The contents of a state file: dict with epoch, step, learning_rate (or None) and
+    variables {optimizer variable path: array}."""
+    import numpy as np
+    with np.load(path) as data:
+        names = [str(n) for n in data["names"]]
+        return {
+            "epoch": int(data["epoch"]),
+            "step": int(data["step"]),
+            "learning_rate": float(data["learning_rate"]) if "learning_rate" in data else None,
+            "target_epochs": int(data["target_epochs"]) if "target_epochs" in data else -1,
+            "variables": {name: data[f"v{i}"] for i, name in enumerate(names)},
+        }
+
+
+def restore_optimizer_state(keras_model, state, strategy=None):
+    """Restore a state file's random-generator states and, when the train() call that wrote
+    it had not finished, its optimizer variables; returns the number of variables restored.
+
+    An uninterrupted run keeps its optimizer within a train() call and starts a fresh one
+    (zero momentum, iteration 0) at each new call, as matterport does; so the momentum is
+    restored for a checkpoint written mid-call (mid-epoch, or before the call's last epoch)
+    and not for one written at the end of a call, which a later train() call continues.
+    The learning rate is never restored (``train(learning_rate=...)`` decides it).
+    The optimizer is built first (momentum slots of the current trainable variables; the
+    slots of variables absent from the state stay zero).
+    """
+    import contextlib
+    scope = strategy.scope() if strategy is not None else contextlib.nullcontext()
+    optimizer = keras_model.optimizer
+    mid_call = state["step"] > 0 or state["epoch"] < state.get("target_epochs", -1)
+    with scope:
+        if not optimizer.built:
+            optimizer.build(keras_model.trainable_variables)
+        variables = random_states(keras_model) + (list(optimizer.variables) if mid_call else [])
+        restored = 0
+        for variable, key in zip(variables, state_names(keras_model, variables)):
+            value = state["variables"].get(key)
+            if value is None or key.endswith("learning_rate"):
+                continue
+            if tuple(value.shape) != tuple(variable.shape):
+                logger.warning("training state %s: saved shape %s != %s, not restored",
+                               variable.path, value.shape, tuple(variable.shape))
+                continue
+            variable.assign(value)
+            restored += 1
+    if not mid_call:
+        logger.info("the checkpoint ends a train() call: this call starts with a fresh optimizer")
+    return restored
 
 
 class NonFiniteLossGuard(keras.callbacks.Callback):
@@ -255,3 +466,99 @@ class NonFiniteLossGuard(keras.callbacks.Callback):
                             f"(image ids {ids}); training stopped, the last good checkpoint is kept")
             logger.error(self.message)
             self.model.stop_training = True
+
+
+# ---------------------------------------------------------------------------- inputs
+class TrainingInputs:
+    """The training and validation inputs of one ``MaskRCNN.train`` call, for each fit.
+
+    Batches follow mrcnn.data.BatchPlan (seed 0 for training, 10000 for validation): the
+    image ids and random draws of a step depend on (epoch, step, replica) only, so a run
+    resumed at a step sees the batches the uninterrupted run would have seen, and the
+    PyDataset and tf.data pipelines give the same batches on one replica.
+    Each replica takes IMAGES_PER_GPU images a step (BATCH_SIZE without a strategy).
+    """
+
+    TRAIN_SEED, VALIDATION_SEED = 0, 10_000
+
+    def __init__(self, model, train_dataset, val_dataset, pipeline, augmentation=None,
+                 no_augmentation_sources=None, workers=None):
+        from mrcnn.data import BatchPlan
+        from mrcnn.distribute import worker_replicas
+        self.model = model
+        self.config = config = model.config
+        self.strategy = model.strategy
+        self.train_dataset, self.val_dataset = train_dataset, val_dataset
+        self.pipeline = pipeline
+        self.augmentation = augmentation
+        self.no_augmentation_sources = no_augmentation_sources
+        self.workers = workers
+        self.replicas, self.input_pipelines = worker_replicas(self.strategy)
+        per_replica = config.IMAGES_PER_GPU if self.strategy is not None else config.BATCH_SIZE
+        self.plan = BatchPlan(train_dataset.image_ids, config.STEPS_PER_EPOCH, per_replica,
+                              self.replicas, seed=self.TRAIN_SEED)
+        self.validation_steps = None
+        self.val_plan = None
+        if val_dataset is not None and config.VALIDATION_STEPS:
+            self.validation_steps = config.VALIDATION_STEPS
+            self.val_plan = BatchPlan(val_dataset.image_ids, config.VALIDATION_STEPS,
+                                      per_replica, self.replicas, seed=self.VALIDATION_SEED)
+        self.start_step = 0
+        self.epoch = 0
+        inputs = self
+
+        class _Position(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                inputs.epoch = epoch
+
+            def on_epoch_end(self, epoch, logs=None):
+                inputs.start_step = 0
+
+        self.position_callback = _Position()
+
+    def batch_image_ids(self, batch):
+        """Image ids of the global batch at ``batch`` of the current fit epoch."""
+        return self.plan.ids(self.epoch, self.start_step + batch)
+
+    def make(self, first_epoch, last_epoch, first_step):
+        """(training data, validation data or None) for a fit over epochs
+        first_epoch .. last_epoch - 1, starting at step first_step of the first."""
+        from mrcnn.data import make_sequence
+        config = self.config
+        if self.pipeline == "pydataset":
+            threads = self.workers or max(1, min(4, os.cpu_count() or 1))
+            train = make_sequence(self.train_dataset, config, shuffle=True,
+                                  augmentation=self.augmentation,
+                                  no_augmentation_sources=self.no_augmentation_sources,
+                                  steps=config.STEPS_PER_EPOCH, seed=self.TRAIN_SEED,
+                                  workers=threads, epoch=first_epoch, start=first_step)
+            val = None
+            if self.val_plan is not None:
+                val = make_sequence(self.val_dataset, config, shuffle=True,
+                                    steps=config.VALIDATION_STEPS, seed=self.VALIDATION_SEED,
+                                    workers=threads, epoch=first_epoch)
+            return train, val
+        train = self._tf_data(self.train_dataset, self.plan, first_epoch, last_epoch, first_step,
+                              self.augmentation)
+        val = None
+        if self.val_plan is not None:
+            val = self._tf_data(self.val_dataset, self.val_plan, first_epoch, last_epoch, 0, None)
+        return train, val
+
+    def _tf_data(self, dataset, plan, first_epoch, last_epoch, first_step, augmentation):
+        from mrcnn.data import make_tf_dataset
+
+        def dataset_fn(input_context=None):
+            replicas_here, first_replica = plan.replicas, 0
+            if input_context is not None:
+                replicas_here = plan.replicas // input_context.num_input_pipelines
+                first_replica = input_context.input_pipeline_id * replicas_here
+            return make_tf_dataset(dataset, self.config, plan, first_epoch, last_epoch,
+                                   first_step=first_step, replicas_here=replicas_here,
+                                   first_replica=first_replica, augmentation=augmentation,
+                                   no_augmentation_sources=self.no_augmentation_sources,
+                                   parallel_calls=self.workers)
+
+        if self.strategy is None:
+            return dataset_fn()
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
