@@ -9,7 +9,7 @@ Conventions (shared with the graph twins in ``mrcnn/ops.py``):
   size and the log of the size ratio.
 * Instance masks are ``[H, W, N]`` bool, one channel per instance.
 
-This module imports only NumPy, SciPy and scikit-image; ``batch_slice`` imports
+This module imports only NumPy (and mrcnn.resizing: scikit-image); ``batch_slice`` imports
 TensorFlow when it is called.
 """
 import http.client
@@ -21,17 +21,19 @@ import urllib.error
 import urllib.request
 
 import numpy as np
-import skimage.transform
 
 # Dataset lives in mrcnn/dataset.py; re-exported here for matterport users.
 from mrcnn.dataset import Dataset, read_rgb_image, validate_instance_masks  # noqa: F401
+# Resizing lives in mrcnn/resizing.py; re-exported here, where matterport had it.
+from mrcnn.resizing import RESIZE_METHODS, RESIZE_MODES  # noqa: F401
+from mrcnn.resizing import expand_mask, minimize_mask, resize, resize_image  # noqa: F401
+from mrcnn.resizing import resize_mask, unmold_mask  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 # Weights of the matterport v2.0 release, trained on MS COCO.
 COCO_MODEL_URL = "https://github.com/matterport/Mask_RCNN/releases/download/v2.0/mask_rcnn_coco.h5"
 
-RESIZE_MODES = ("none", "square", "pad64", "crop")
 
 
 # --------------------------------------------------------------------------- boxes
@@ -208,249 +210,6 @@ def trim_zeros(x):
         raise ValueError(f"trim_zeros expects a 2-D array, got shape {x.shape}")
     return x[~np.all(x == 0, axis=1)]
 
-
-
-# --------------------------------------------------------------------------- resizing
-def resize(image, output_shape, order=1, mode="constant", cval=0, clip=True,
-           preserve_range=True, anti_aliasing=False, anti_aliasing_sigma=None):
-    """skimage.transform.resize that keeps the value range and accepts bool masks.
-
-    image: [H, W] or [H, W, C]. output_shape: (h, w) (trailing dims are kept).
-    A bool image is resized with nearest neighbour (order 0) and returned as bool;
-    other dtypes come back as float64 (skimage's behaviour).
-    """
-    image = np.asarray(image)
-    output_shape = tuple(int(s) for s in output_shape)
-    if len(output_shape) < image.ndim:
-        output_shape = output_shape + image.shape[len(output_shape):]
-    is_bool = image.dtype == bool
-    fast = _resize_opencv(image, output_shape, 0 if is_bool else order, mode, anti_aliasing)
-    if fast is not None:
-        return fast.astype(bool) if is_bool else fast
-    out = skimage.transform.resize(
-        image, output_shape, order=0 if is_bool else order, mode=mode, cval=cval, clip=clip,
-        preserve_range=preserve_range, anti_aliasing=anti_aliasing,
-        anti_aliasing_sigma=anti_aliasing_sigma)
-    return out.astype(bool) if is_bool else out
-
-
-def _resize_opencv(image, output_shape, order, mode, anti_aliasing):
-    """OpenCV's resize where it computes what skimage would, else None.
-
-    OpenCV (a dependency of albumentations) is 10-50x faster than skimage for the
-    bilinear and nearest-neighbour resizes of molding and unmolding. Both sample at pixel
-    centres; at the borders OpenCV replicates the edge where skimage's "constant" mode
-    blends in zeros, which only matters for the outermost half pixel of an upsampling.
-    Used for order 0/1, no anti-aliasing, [H, W] or [H, W, C<=512] images, float64 out.
-    """
-    if order not in (0, 1) or anti_aliasing or mode not in ("constant", "edge"):
-        return None
-    if image.ndim not in (2, 3) or len(output_shape) != image.ndim:
-        return None
-    if image.ndim == 3 and (image.shape[2] > 512 or output_shape[2] != image.shape[2]
-                            or image.shape[2] == 0):
-        return None
-    if min(output_shape[:2]) < 1 or min(image.shape[:2]) < 1:
-        return None
-    try:
-        import cv2
-    except ImportError:
-        return None
-    src = image
-    if src.dtype == bool:
-        src = src.astype(np.uint8)
-    elif src.dtype not in (np.uint8, np.uint16, np.float32):
-        src = src.astype(np.float32)
-    interpolation = cv2.INTER_NEAREST_EXACT if order == 0 else cv2.INTER_LINEAR
-    out = cv2.resize(src, (int(output_shape[1]), int(output_shape[0])), interpolation=interpolation)
-    if image.ndim == 3 and out.ndim == 2:  # OpenCV drops a single channel axis
-        out = out[..., None]
-    return out.astype(np.float64)
-
-
-def _cast_like(image, dtype):
-    """Cast a resized float image back to ``dtype`` (rounded and clipped for integers)."""
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.round(image), info.min, info.max).astype(dtype)
-    return image.astype(dtype)
-
-
-def _pad_amounts(size, target):
-    before = (target - size) // 2
-    return before, target - size - before
-
-
-def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square", rng=None):
-    """Resize (and pad or crop) an image for the network, keeping its aspect ratio.
-
-    image: [H, W, C] (or [H, W]) array; its dtype is kept.
-    min_dim: scale up so that the short side is at least this (never scale down for it).
-    max_dim: in "square" mode, the long side is at most this and the image is padded to
-        [max_dim, max_dim].
-    min_scale: lower bound of the scale (e.g. 2 to double small images).
-    mode: "none" (unchanged), "square" (scale, then pad to max_dim x max_dim, centred),
-        "pad64" (scale with min_dim / min_scale, then pad each side to a multiple of 64;
-        min_dim must be a multiple of 64), "crop" (scale, then a random
-        min_dim x min_dim crop; for training).
-    rng: np.random.Generator (or RandomState) for the crop; default the np.random module.
-
-    Returns:
-        image: resized, padded or cropped image, input dtype.
-        window: (y1, x1, y2, x2) of the real image inside the result (pixels, exclusive).
-        scale: the factor applied to the original image.
-        padding: [(top, bottom), (left, right), (0, 0)] pixels added.
-        crop: (y, x, h, w) of the crop in the scaled image, or None.
-    """
-    if mode not in RESIZE_MODES:
-        raise ValueError(f"unknown resize mode {mode!r}; expected one of {RESIZE_MODES}")
-    image = np.asarray(image)
-    dtype = image.dtype
-    h, w = image.shape[:2]
-    window = (0, 0, h, w)
-    scale = 1
-    padding = [(0, 0), (0, 0), (0, 0)]
-    crop = None
-    if mode == "none":
-        return image, window, scale, padding, crop
-    if mode == "square" and not max_dim:
-        raise ValueError(f"resize mode 'square' needs max_dim, got {max_dim!r}")
-    if mode == "crop" and not min_dim:
-        raise ValueError(f"resize mode 'crop' needs min_dim, got {min_dim!r}")
-    if mode == "pad64" and min_dim and min_dim % 64:
-        raise ValueError(f"resize mode 'pad64' needs min_dim to be a multiple of 64, got {min_dim!r}")
-
-    if min_dim:
-        scale = max(1, min_dim / min(h, w))
-    if min_scale and scale < min_scale:
-        scale = min_scale
-    if mode == "square" and round(max(h, w) * scale) > max_dim:
-        scale = max_dim / max(h, w)
-    if scale != 1:
-        image = _cast_like(resize(image, (round(h * scale), round(w * scale))), dtype)
-
-    h, w = image.shape[:2]
-    if mode == "square":
-        top, bottom = _pad_amounts(h, max_dim)
-        left, right = _pad_amounts(w, max_dim)
-    elif mode == "pad64":
-        top, bottom = _pad_amounts(h, -(-h // 64) * 64)
-        left, right = _pad_amounts(w, -(-w // 64) * 64)
-    else:  # crop
-        if rng is None:
-            y, x = np.random.randint(0, h - min_dim + 1), np.random.randint(0, w - min_dim + 1)
-        elif hasattr(rng, "integers"):
-            y, x = rng.integers(0, h - min_dim + 1), rng.integers(0, w - min_dim + 1)
-        else:
-            y, x = rng.randint(0, h - min_dim + 1), rng.randint(0, w - min_dim + 1)
-        y, x = int(y), int(x)
-        crop = (y, x, min_dim, min_dim)
-        return image[y:y + min_dim, x:x + min_dim], (0, 0, min_dim, min_dim), scale, padding, crop
-    padding = [(top, bottom), (left, right), (0, 0)]
-    image = np.pad(image, padding[:image.ndim], mode="constant", constant_values=0)
-    window = (top, left, top + h, left + w)
-    return image, window, scale, padding, crop
-
-
-def resize_mask(mask, scale, padding, crop=None):
-    """Apply resize_image's scale, crop and padding to masks (nearest neighbour).
-
-    mask: [H, W, N] (or [H, W]) bool or 0/1 masks of the original image.
-    scale, padding, crop: as returned by resize_image for that image.
-
-    Returns: masks of the same dtype whose size equals resize_image's output
-    (scaled size is (round(H * scale), round(W * scale)), like the image).
-    """
-    mask = np.asarray(mask)
-    h, w = mask.shape[:2]
-    if scale != 1:
-        target = (round(h * scale), round(w * scale))
-        if mask.ndim == 3 and mask.shape[2] == 0:
-            mask = np.zeros(target + (0,), dtype=mask.dtype)
-        elif mask.dtype == bool:
-            mask = resize(mask, target, order=0)
-        else:
-            mask = _cast_like(resize(mask, target, order=0), mask.dtype)
-    if crop is not None:
-        y, x, ch, cw = crop
-        mask = mask[y:y + ch, x:x + cw]
-    return np.pad(mask, list(padding)[:mask.ndim], mode="constant", constant_values=0)
-
-
-def _box_ints(box, index, where):
-    y1, x1, y2, x2 = (int(v) for v in np.asarray(box)[:4])
-    if y2 <= y1 or x2 <= x1:
-        raise ValueError(f"{where}: instance {index} has a zero-area box {[y1, x1, y2, x2]} "
-                         "(drop empty instances first)")
-    return y1, x1, y2, x2
-
-
-def minimize_mask(bbox, mask, mini_shape):
-    """Cut each mask to its box and resize it to ``mini_shape`` (saves memory).
-
-    bbox: [N, (y1, x1, y2, x2)] int pixels (from extract_bboxes). mask: [H, W, N].
-    mini_shape: (mh, mw).
-
-    Returns: [mh, mw, N] bool (bilinear, then > 0.5). A zero-area box raises ValueError
-    naming the instance; the training loader drops instances emptied by a crop first.
-    """
-    mask = np.asarray(mask)
-    mini = np.zeros(tuple(mini_shape) + (mask.shape[-1],), dtype=bool)
-    for i in range(mask.shape[-1]):
-        y1, x1, y2, x2 = _box_ints(bbox[i], i, "minimize_mask")
-        cut = mask[y1:y2, x1:x2, i].astype(np.float32)
-        if cut.size == 0:
-            raise ValueError(f"minimize_mask: box {i} {[y1, x1, y2, x2]} lies outside the "
-                             f"mask of shape {mask.shape}")
-        mini[:, :, i] = resize(cut, mini_shape) > 0.5
-    return mini
-
-
-def expand_mask(bbox, mini_mask, image_shape):
-    """Inverse of minimize_mask: paste each mini mask back into its box.
-
-    bbox: [N, (y1, x1, y2, x2)] int pixels. mini_mask: [mh, mw, N].
-    image_shape: (H, W, ...).
-
-    Returns: [H, W, N] bool (parts of a box outside the image are dropped).
-    """
-    mini_mask = np.asarray(mini_mask)
-    mask = np.zeros(tuple(image_shape[:2]) + (mini_mask.shape[-1],), dtype=bool)
-    for i in range(mini_mask.shape[-1]):
-        y1, x1, y2, x2 = _box_ints(bbox[i], i, "expand_mask")
-        full = resize(mini_mask[:, :, i].astype(np.float32), (y2 - y1, x2 - x1)) > 0.5
-        _paste(mask[:, :, i], full, y1, x1)
-    return mask
-
-
-def unmold_mask(mask, bbox, image_shape, out=None):
-    """Turn a predicted small mask into a full-image bool mask.
-
-    mask: [h, w] float probabilities (e.g. the 28x28 head output).
-    bbox: (y1, x1, y2, x2) int pixels in the image. image_shape: (H, W, ...).
-    out: optional [H, W] bool array of zeros (e.g. one channel of an [H, W, N] stack) to
-        write into instead of allocating; only the box's pixels are written.
-
-    Returns: [H, W] bool (``out`` when given): the mask resized to the box and thresholded
-    at 0.5; the part of the box outside the image is dropped.
-    """
-    y1, x1, y2, x2 = _box_ints(bbox, 0, "unmold_mask")
-    shape = tuple(int(d) for d in image_shape[:2])
-    if out is None:
-        out = np.zeros(shape, dtype=bool)
-    elif out.shape != shape or out.dtype != bool:
-        raise ValueError(f"out must be a {shape} bool array, got {out.shape} {out.dtype}")
-    resized = resize(np.asarray(mask, dtype=np.float32), (y2 - y1, x2 - x1)) >= 0.5
-    _paste(out, resized, y1, x1)
-    return out
-
-
-def _paste(dst, src, y1, x1):
-    """Write 2-D ``src`` into 2-D ``dst`` at (y1, x1), dropping what falls outside ``dst``."""
-    ty1, tx1 = max(y1, 0), max(x1, 0)
-    ty2, tx2 = min(y1 + src.shape[0], dst.shape[0]), min(x1 + src.shape[1], dst.shape[1])
-    if ty2 > ty1 and tx2 > tx1:
-        dst[ty1:ty2, tx1:tx2] = src[ty1 - y1:ty2 - y1, tx1 - x1:tx2 - x1]
 
 
 # --------------------------------------------------------------------------- anchors

@@ -105,7 +105,7 @@ def random_rpn_outputs(rng, batch, num_anchors):
     return probs, deltas, anchors
 
 
-@pytest.mark.parametrize("nms_method", ["combined", "padded"])
+@pytest.mark.parametrize("nms_method", ["standard", "combined", "padded"])
 def test_proposal_layer_matches_numpy_reference(rng, nms_method):
     probs, deltas, anchors = random_rpn_outputs(rng, 2, 200)
     std = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
@@ -153,8 +153,11 @@ def test_nms_methods_agree(rng):
     boxes = tf.gather(boxes, order, batch_dims=1)
     a, va = batched_nms(boxes, scores, 50, 0.6, "combined")
     b, vb = batched_nms(boxes, scores, 50, 0.6, "padded")
+    c, vc = batched_nms(boxes, scores, 50, 0.6, "standard")
     np.testing.assert_array_equal(va.numpy(), vb.numpy())
+    np.testing.assert_array_equal(va.numpy(), vc.numpy())
     np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(a.numpy(), c.numpy())
     with pytest.raises(ValueError, match="'greedy'"):
         batched_nms(boxes, scores, 5, 0.5, "greedy")
 

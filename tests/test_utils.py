@@ -330,11 +330,14 @@ def test_resize_mask_matches_image_size(h, w, mode, seed):
         assert window[0] <= y1 and y2 <= window[2] and window[1] <= x1 and x2 <= window[3]
 
 
-def test_resize_mask_awkward_scale_exact_size():
+def test_resize_mask_awkward_scale_size_and_scipy_last_column():
     # 33 * (100/33) and 47 * (100/33) -> (100, 142), the size resize_image gives the image
     mask = np.ones((33, 47, 1), dtype=bool)
     out = utils.resize_mask(mask, 100 / 33, [(0, 0), (0, 0), (0, 0)])
-    assert out.shape == (100, 142, 1) and out.all()
+    assert out.shape == (100, 142, 1)
+    # scipy.ndimage.zoom (matterport's call) overshoots the last column by one ulp and fills
+    # it with cval: we reproduce that, column 141 is empty.
+    assert out[:, :141].all() and not out[:, 141].any()
 
 
 # ----------------------------------------------------------------------------- evaluation

@@ -16,6 +16,48 @@ logger = logging.getLogger(__name__)
 _DROPPED_SCORE = -1.0
 _NMS_SCORE_THRESHOLD = -0.5
 
+DETECTION_NMS_METHODS = ("standard", "combined")
+
+
+def _refine_one(boxes, class_ids, scores, keep_mask, max_instances, nms_threshold):
+    """matterport's per-class NMS and final top-k on one image.
+
+    boxes: [N, 4] float32 refined, clipped. class_ids: [N] int32 arg-max classes.
+    scores: [N] float32. keep_mask: [N] bool, the candidates (class > 0, score >= threshold).
+
+    Returns [max_instances, 6] float32 (y1, x1, y2, x2, class_id, score), zero-padded.
+    For each class present (tf.unique order), tf.image.non_max_suppression keeps up to
+    max_instances of its candidates (equal scores: lower ROI index first); the union, sorted
+    by ROI index, is cut to the max_instances best by tf.math.top_k (equal scores: lower ROI
+    index first). The same calls as matterport's refine_detections_graph, so the same rows
+    in the same order.
+    """
+    keep = tf.cast(tf.where(keep_mask)[:, 0], tf.int32)  # ascending ROI indices
+    pre_classes = tf.gather(class_ids, keep)
+    pre_boxes = tf.gather(boxes, keep)
+    pre_scores = tf.gather(scores, keep)
+
+    def one_class(class_id):
+        ixs = tf.cast(tf.where(tf.equal(pre_classes, class_id))[:, 0], tf.int32)
+        selected = tf.image.non_max_suppression(
+            tf.gather(pre_boxes, ixs), tf.gather(pre_scores, ixs),
+            max_output_size=max_instances, iou_threshold=nms_threshold)
+        kept = tf.gather(keep, tf.gather(ixs, selected))
+        return tf.pad(kept, [[0, max_instances - tf.shape(kept)[0]]], constant_values=-1)
+
+    per_class = tf.map_fn(one_class, tf.unique(pre_classes)[0],
+                          fn_output_signature=tf.TensorSpec([max_instances], tf.int32))
+    nms_keep = tf.reshape(per_class, [-1])
+    nms_keep = tf.sort(tf.boolean_mask(nms_keep, nms_keep > -1))
+    kept_scores = tf.gather(scores, nms_keep)
+    count = tf.minimum(tf.shape(kept_scores)[0], max_instances)
+    final = tf.gather(nms_keep, tf.math.top_k(kept_scores, k=count, sorted=True).indices)
+    detections = tf.concat([
+        tf.gather(boxes, final),
+        tf.cast(tf.gather(class_ids, final), tf.float32)[:, None],
+        tf.gather(scores, final)[:, None]], axis=1)
+    return tf.pad(detections, [[0, max_instances - count], [0, 0]])
+
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionLayer(keras.layers.Layer):
@@ -27,6 +69,10 @@ class DetectionLayer(keras.layers.Layer):
             (DETECTION_MIN_CONFIDENCE).
         nms_threshold: float in [0, 1], per-class NMS IoU threshold (DETECTION_NMS_THRESHOLD).
         bbox_std_dev: 4 floats, the deltas are multiplied by it (BBOX_STD_DEV).
+        nms_method: "standard" (default): matterport's per-class tf.image.non_max_suppression
+            and final top-k, equal scores in ROI index order (see _refine_one). "combined":
+            one tf.image.combined_non_max_suppression for the batch, which orders equal scores
+            differently (other detections when scores tie; the same otherwise).
 
     Inputs: [rois, mrcnn_class, mrcnn_bbox, image_meta]
         rois: [batch, N, (y1, x1, y2, x2)] float32, normalized (zero rows are padding).
@@ -43,7 +89,8 @@ class DetectionLayer(keras.layers.Layer):
     """
 
     def __init__(self, max_instances, min_confidence, nms_threshold,
-                 bbox_std_dev=(0.1, 0.1, 0.2, 0.2), name="mrcnn_detection", **kwargs):
+                 bbox_std_dev=(0.1, 0.1, 0.2, 0.2), nms_method="standard",
+                 name="mrcnn_detection", **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(name=name, **kwargs)
         if int(max_instances) < 1:
@@ -54,10 +101,14 @@ class DetectionLayer(keras.layers.Layer):
         std = np.asarray(bbox_std_dev, dtype=np.float32).reshape(-1)
         if std.shape != (4,):
             raise ValueError(f"bbox_std_dev must be 4 numbers, got {bbox_std_dev!r}")
+        if nms_method not in DETECTION_NMS_METHODS:
+            raise ValueError(f"nms_method must be one of {DETECTION_NMS_METHODS}, "
+                             f"got {nms_method!r}")
         self.max_instances = int(max_instances)
         self.min_confidence = float(min_confidence)
         self.nms_threshold = float(nms_threshold)
         self.bbox_std_dev = [float(v) for v in std]
+        self.nms_method = nms_method
         # Data-dependent shapes (NMS / per-level partitions): keep Keras' jit_compile="auto"
         # from compiling the model with XLA.
         self.supports_jit = False
@@ -84,11 +135,20 @@ class DetectionLayer(keras.layers.Layer):
         window = norm_boxes_graph(meta["window"], meta["image_shape"][:, :2])  # [B, 4]
         boxes = clip_boxes_graph(boxes, window)
 
-        # One score column per class: the ROI's score under its arg-max class when kept,
-        # a below-threshold value everywhere else, so NMS runs per class on kept ROIs only.
         # Zero rows of ``rois`` are the proposal layer's padding, never detections.
         real_roi = ops.sum(ops.abs(rois), axis=-1) > 0
-        keep = (class_ids > 0) & (scores >= self.min_confidence) & real_roi
+        keep = (class_ids > 0) & (scores >= self.min_confidence) & real_roi  # [B, N]
+        if self.nms_method == "standard":
+            max_instances, nms_threshold = self.max_instances, self.nms_threshold
+
+            def one_image(args):
+                return _refine_one(*args, max_instances, nms_threshold)
+
+            return tf.map_fn(one_image, (boxes, class_ids, scores, keep),
+                             fn_output_signature=tf.TensorSpec([max_instances, 6], tf.float32))
+
+        # "combined": one score column per class, the ROI's score under its arg-max class
+        # when kept, a below-threshold value everywhere else, so NMS runs per class.
         one_hot = ops.one_hot(class_ids, num_classes, dtype="float32") > 0.5  # [B, N, C]
         keep = ops.expand_dims(keep, -1) & one_hot
         class_scores = ops.where(keep, ops.expand_dims(scores, -1), _DROPPED_SCORE)
@@ -120,5 +180,6 @@ class DetectionLayer(keras.layers.Layer):
             "min_confidence": self.min_confidence,
             "nms_threshold": self.nms_threshold,
             "bbox_std_dev": self.bbox_std_dev,
+            "nms_method": self.nms_method,
         })
         return config

@@ -10,25 +10,48 @@ from mrcnn.ops import apply_box_deltas_graph
 
 logger = logging.getLogger(__name__)
 
-NMS_METHODS = ("combined", "padded")
+NMS_METHODS = ("standard", "combined", "padded")
 
 
-def batched_nms(boxes, scores, max_output_size, iou_threshold, method="combined"):
-    """Greedy NMS on every image of a batch at once, one class.
+def _standard_nms_one(boxes, scores, max_output_size, iou_threshold):
+    """tf.image.non_max_suppression on one image; kept boxes zero-padded to max_output_size.
+
+    boxes: [N, 4] float32, scores: [N] float32. Returns ([max_output_size, 4], valid int32).
+    """
+    keep = tf.image.non_max_suppression(boxes, scores, max_output_size,
+                                        iou_threshold=iou_threshold)
+    kept = tf.gather(boxes, keep)
+    pad = max_output_size - tf.shape(kept)[0]
+    return tf.pad(kept, [[0, pad], [0, 0]]), tf.shape(keep)[0]
+
+
+def batched_nms(boxes, scores, max_output_size, iou_threshold, method="standard"):
+    """Greedy NMS on every image of a batch, one class.
 
     boxes: [batch, N, (y1, x1, y2, x2)] float32, y1 <= y2 and x1 <= x2.
     scores: [batch, N] float32.
     max_output_size: int, rows kept per image.
     iou_threshold: float, a box whose IoU with a kept, higher scoring box exceeds it is dropped.
-    method: "combined" (tf.image.combined_non_max_suppression with one class) or
-        "padded" (tf.image.non_max_suppression_padded). Measured on 2 CPU cores for the whole
-        ProposalLayer on [2, 20000] anchors: pre_nms_limit 6000 -> 2000 proposals, combined
-        21 ms vs padded 52 ms; 6000 -> 1000, 10 ms vs 28 ms; no pre-NMS limit -> 2000, 20 ms vs
-        70 ms. Both give the same boxes (tests/test_layers.py::test_nms_methods_agree).
+    method: "standard" (default): tf.image.non_max_suppression per image, matterport's call:
+        among equal scores the lower index wins, so the kept boxes and their order are
+        matterport's even when a confident RPN gives hundreds of anchors a probability of
+        exactly 1.0. "combined": tf.image.combined_non_max_suppression with one class, which
+        visits equal scores in another order (different proposals when scores tie; equal
+        otherwise). "padded": tf.image.non_max_suppression_padded (ties in index order too).
+        Speeds: see bench/infer.py and the README.
 
     Returns: (boxes [batch, max_output_size, 4] float32, sorted by score and zero-padded,
     valid [batch] int32 count of real rows per image).
     """
+    if method == "standard":
+        def one_image(args):
+            return _standard_nms_one(args[0], args[1], max_output_size, iou_threshold)
+
+        kept, valid = tf.map_fn(
+            one_image, (boxes, scores),
+            fn_output_signature=(tf.TensorSpec([max_output_size, 4], boxes.dtype),
+                                 tf.TensorSpec([], tf.int32)))
+        return kept, valid
     if method == "combined":
         nms_boxes, _, _, valid = tf.image.combined_non_max_suppression(
             ops.expand_dims(boxes, 2),
@@ -63,7 +86,8 @@ class ProposalLayer(keras.layers.Layer):
         nms_threshold: float in [0, 1], the NMS IoU threshold (RPN_NMS_THRESHOLD).
         pre_nms_limit: int, anchors kept by score before refinement and NMS (PRE_NMS_LIMIT).
         rpn_bbox_std_dev: 4 floats, the deltas are multiplied by it (RPN_BBOX_STD_DEV).
-        nms_method: "combined" (default, faster on CPU, see batched_nms) or "padded".
+        nms_method: "standard" (default, matterport's tf.image.non_max_suppression: ties in
+            index order), "combined" or "padded"; see batched_nms.
 
     Inputs: [rpn_probs, rpn_bbox, anchors]
         rpn_probs: [batch, num_anchors, (bg, fg)] float, softmax probabilities.
@@ -75,7 +99,7 @@ class ProposalLayer(keras.layers.Layer):
     """
 
     def __init__(self, proposal_count, nms_threshold, pre_nms_limit=6000,
-                 rpn_bbox_std_dev=(0.1, 0.1, 0.2, 0.2), nms_method="combined", name="ROI",
+                 rpn_bbox_std_dev=(0.1, 0.1, 0.2, 0.2), nms_method="standard", name="ROI",
                  **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(name=name, **kwargs)
