@@ -11,7 +11,7 @@ whose "regions" are a dict or a list) and VIA 2.x files (a project with
     python samples/balloon.py splash --weights last --image photo.jpg
     python samples/balloon.py splash --weights last --video clip.mp4    # needs OpenCV
 
---weights: coco | imagenet | last | random | PATH (see samples/coco.py). The small-run
+--weights: coco | imagenet | last | random | PATH (see mrcnn/cli_args.py). The small-run
 flags --tiny, --image-size, --steps and --epochs shrink the run (e.g. for CI).
 Exit status: 0 on success, 2 on a usage error.
 """
@@ -29,9 +29,9 @@ import skimage.draw  # noqa: E402
 
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.dataset import Dataset, read_json_object  # noqa: E402
-from samples.coco import (  # noqa: E402
-    CliError, add_common_arguments, build_model, config_overrides, flip_augmentation,
-    make_config, run_main)
+from mrcnn.cli_args import (  # noqa: E402
+    CliError, add_common_arguments, build_model, flip_augmentation, make_run_config, network_flags,
+    run_main)
 
 logger = logging.getLogger(__name__)
 
@@ -316,9 +316,10 @@ def train(args):
         raise CliError("train needs --dataset DIR (with train/ and val/ subfolders)")
     dataset_train = load_dataset(args.dataset, "train")
     dataset_val = load_dataset(args.dataset, "val")
-    config = make_config(BalloonConfig, **config_overrides(args))
+    config = make_run_config(BalloonConfig, args)
     config.display()
-    model = build_model("training", config, args.weights, args.logs, download=args.download)
+    model = build_model("training", config, args.weights, args.logs, download=args.download,
+                        run_settings=network_flags(args))
     epochs = args.epochs if args.epochs is not None else DEFAULT_EPOCHS
     if epochs < 1:
         raise CliError(f"--epochs must be >= 1, got {epochs}")
@@ -335,8 +336,7 @@ def splash(args):
         raise CliError("splash needs exactly one of --image PATH or --video PATH")
     if args.image and not os.path.isfile(args.image):
         raise CliError(f"image file not found: {args.image!r}")
-    overrides = {**config_overrides(args), "GPU_COUNT": 1, "IMAGES_PER_GPU": 1}
-    config = make_config(BalloonConfig, **overrides)
+    config = make_run_config(BalloonConfig, args, GPU_COUNT=1, IMAGES_PER_GPU=1)
     model = build_model("inference", config, args.weights, args.logs, download=args.download)
     if args.image:
         return splash_image(model, args.image, args.output)

@@ -43,45 +43,17 @@ import time
 if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mrcnn import utils  # noqa: E402
+from mrcnn.cli_args import (  # noqa: E402,F401  (re-exported for scripts that used them here)
+    CLASS_SPECIFIC_LAYERS, COCO_NUM_CLASSES, COCO_WEIGHTS_NAME, DEFAULT_LOGS_DIR, TINY_OVERRIDES,
+    CliError, add_common_arguments, build_model, config_overrides, flip_augmentation, make_config,
+    make_run_config, network_flags, resolve_weights, run_main)
 from mrcnn.config import Config  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
-ROOT_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_LOGS_DIR = "logs"
 DEFAULT_YEAR = "2014"
-COCO_WEIGHTS_NAME = "mask_rcnn_coco.h5"
-COCO_NUM_CLASSES = 81
-# Layers whose shapes depend on NUM_CLASSES: not loaded from weights of another class count.
-CLASS_SPECIFIC_LAYERS = ["mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_bbox", "mrcnn_mask"]
 # matterport's schedule: (layers, end epoch, learning-rate factor).
 REFERENCE_SCHEDULE = (("heads", 40, 1.0), ("4+", 120, 1.0), ("all", 160, 0.1))
-# A network small enough to train a few steps on a CPU (what tests/conftest.py's TinyConfig uses).
-TINY_OVERRIDES = {
-    "BACKBONE": "resnet50",
-    "IMAGES_PER_GPU": 1,
-    "IMAGE_MIN_DIM": 128,
-    "IMAGE_MAX_DIM": 128,
-    "RPN_ANCHOR_SCALES": (8, 16, 32, 64, 128),
-    "RPN_TRAIN_ANCHORS_PER_IMAGE": 64,
-    "PRE_NMS_LIMIT": 256,
-    "POST_NMS_ROIS_TRAINING": 64,
-    "POST_NMS_ROIS_INFERENCE": 32,
-    "TRAIN_ROIS_PER_IMAGE": 32,
-    "TOP_DOWN_PYRAMID_SIZE": 32,
-    "FPN_CLASSIF_FC_LAYERS_SIZE": 64,
-    "MASK_POOL_SIZE": 7,
-    "MASK_SHAPE": [14, 14],
-    "MINI_MASK_SHAPE": (28, 28),
-    "DETECTION_MAX_INSTANCES": 20,
-    "STEPS_PER_EPOCH": 2,
-    "VALIDATION_STEPS": 1,
-}
-
-
-class CliError(Exception):
-    """A usage problem: main() prints the message and returns exit status 2."""
 
 
 class CocoConfig(Config):
@@ -90,56 +62,6 @@ class CocoConfig(Config):
     NAME = "coco"
     IMAGES_PER_GPU = 2
     NUM_CLASSES = COCO_NUM_CLASSES
-
-
-# --------------------------------------------------------------------------- shared CLI helpers
-def add_common_arguments(parser, weights_flag="--model", weights_dest="model"):
-    """Flags every sample shares: weights, logs, download and the small-run knobs."""
-    parser.add_argument(weights_flag, dest=weights_dest, required=True, metavar="WEIGHTS",
-                        help="coco | imagenet | last | random | path of an .h5 weights file")
-    parser.add_argument("--logs", default=DEFAULT_LOGS_DIR, metavar="DIR",
-                        help=f"logs and checkpoints folder (default: {DEFAULT_LOGS_DIR})")
-    parser.add_argument("--download", action="store_true",
-                        help="download a missing mask_rcnn_coco.h5 / ImageNet weight file")
-    parser.add_argument("--backbone", choices=("resnet50", "resnet101"), default=None,
-                        help="backbone (default: the config's)")
-    parser.add_argument("--tiny", action="store_true",
-                        help="a very small network (128 px, few ROIs) for quick CPU runs")
-    parser.add_argument("--image-size", type=int, default=None, metavar="PX",
-                        help="IMAGE_MIN_DIM = IMAGE_MAX_DIM = PX (a multiple of 64)")
-    parser.add_argument("--steps", type=int, default=None, help="training steps per epoch")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="total training epochs (the schedule's stages are scaled to it)")
-
-
-def config_overrides(args):
-    """Config attributes set by --tiny, --backbone, --image-size and --steps."""
-    attrs = dict(TINY_OVERRIDES) if getattr(args, "tiny", False) else {}
-    if getattr(args, "backbone", None):
-        attrs["BACKBONE"] = args.backbone
-    size = getattr(args, "image_size", None)
-    if size is not None:
-        if size < 64 or size % 64:
-            raise CliError(f"--image-size must be a positive multiple of 64, got {size}")
-        attrs["IMAGE_MIN_DIM"] = attrs["IMAGE_MAX_DIM"] = size
-    steps = getattr(args, "steps", None)
-    if steps is not None:
-        if steps < 1:
-            raise CliError(f"--steps must be >= 1, got {steps}")
-        attrs["STEPS_PER_EPOCH"] = steps
-        attrs["VALIDATION_STEPS"] = max(1, steps // 10)
-    return attrs
-
-
-def make_config(base, **attrs):
-    """An instance of a subclass of ``base`` with ``attrs`` overriding its attributes.
-
-    Raises CliError with the config's own message when a value is invalid.
-    """
-    try:
-        return type(base.__name__, (base,), attrs)()
-    except (ValueError, TypeError) as err:
-        raise CliError(f"invalid configuration: {err}") from None
 
 
 def scaled_schedule(total_epochs=None, reference=REFERENCE_SCHEDULE):
@@ -159,142 +81,6 @@ def scaled_schedule(total_epochs=None, reference=REFERENCE_SCHEDULE):
         stages.append((layers, scaled, factor))
         previous = scaled
     return stages
-
-
-def keras_home():
-    """Keras' cache folder: $KERAS_HOME, else ~/.keras."""
-    return os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
-
-
-def coco_weight_candidates():
-    """Where ``--model coco`` looks for mask_rcnn_coco.h5: the current folder, the repo root."""
-    candidates = [os.path.abspath(COCO_WEIGHTS_NAME), os.path.join(ROOT_DIR, COCO_WEIGHTS_NAME)]
-    return list(dict.fromkeys(candidates))
-
-
-def _fetch(path, url, what, flag):
-    """Download ``url`` to ``path`` with utils.download_trained_weights; CliError offline."""
-    print(f"Downloading {what} from {url} to {path} ...")
-    try:
-        return utils.download_trained_weights(path, verbose=0, url=url)
-    except (ConnectionError, OSError) as err:
-        raise CliError(
-            f"could not download {what} ({err.__class__.__name__}: {err}).\n"
-            f"Without network, download {url} elsewhere and save it as {path}, then run again "
-            f"without {flag}.") from None
-
-
-def _imagenet_weights(backbone, download):
-    """Path of the Keras-applications ImageNet file of ``backbone`` in keras_home()/models
-    (mrcnn.imagenet: ResNet-50 and ResNet-101, renamed onto our layers on load)."""
-    from mrcnn import imagenet
-    if backbone not in imagenet.FILES:
-        raise CliError(f"ImageNet weights exist for {sorted(imagenet.FILES)}, but the backbone is "
-                       f"{backbone!r}: pick one with --backbone (or use --model coco)")
-    filename = imagenet.FILES[backbone]
-    url = imagenet.BASE_URL + filename
-    path = os.path.join(keras_home(), "models", filename)
-    if os.path.isfile(path):
-        return path
-    if not download:
-        raise CliError(f"ImageNet weights not found at {path}.\nPut {filename} there "
-                       f"(from {url}), or pass --download to fetch it.")
-    print(f"Downloading {filename} from {url} ...")
-    try:
-        return imagenet.get_imagenet_weights(backbone, cache_dir=keras_home())
-    except ConnectionError as err:
-        raise CliError(f"{err}\nThen run again without --download.") from None
-
-
-def resolve_weights(spec, config, download=False, model=None):
-    """Path of the weights that ``spec`` names, or None for "random".
-
-    spec: "coco", "imagenet", "last", "random" or a file path. config: the model's
-    Config (its BACKBONE is checked for "imagenet"). model: the MaskRCNN, needed for
-    "last" only (searches its model_dir). Call it before building the model to fail
-    fast. Raises CliError saying where to put a missing file.
-    """
-    key = spec.lower()
-    if key == "random":
-        return None
-    if key == "coco":
-        for path in coco_weight_candidates():
-            if os.path.isfile(path):
-                return path
-        target = coco_weight_candidates()[-1]
-        if download:
-            return _fetch(target, utils.COCO_MODEL_URL, COCO_WEIGHTS_NAME, "--download")
-        raise CliError(
-            f"{COCO_WEIGHTS_NAME} not found (looked in {', '.join(coco_weight_candidates())}).\n"
-            f"Put the file at {target} (download it from {utils.COCO_MODEL_URL}), "
-            "or pass --download to fetch it, or use --model random / --model PATH.")
-    if key == "imagenet":
-        return _imagenet_weights(config.BACKBONE, download)
-    if key == "last":
-        if model is None:
-            raise ValueError("resolve_weights('last') needs the model (its model_dir)")
-        try:
-            return model.find_last()
-        except FileNotFoundError as err:
-            raise CliError(f"--model last: {err}") from None
-    path = os.path.abspath(os.path.expanduser(spec))
-    if not os.path.isfile(path):
-        raise CliError(f"weights file not found: {spec!r} (expected coco, imagenet, last, "
-                       "random or the path of an .h5 file)")
-    return path
-
-
-def build_model(mode, config, spec, model_dir, download=False):
-    """Resolve the weights ``spec`` names (before building, to fail fast), build a MaskRCNN
-    of ``mode`` and load them by name.
-
-    COCO weights skip the class-specific head layers when NUM_CLASSES is not 81, and
-    COCO/ImageNet weights skip conv1 when the images do not have 3 channels. Shape
-    mismatches (e.g. weights of a --tiny model into a full one) raise CliError.
-    Returns the MaskRCNN.
-    """
-    from mrcnn.model import MaskRCNN
-
-    key = spec.lower()
-    path = None if key == "last" else resolve_weights(spec, config, download=download)
-    model = MaskRCNN(mode, config, model_dir)
-    if key == "last":
-        path = resolve_weights(spec, config, model=model)
-    if path is None:
-        print("Starting from random weights")
-        return model
-    exclude = []
-    if key == "coco" and config.NUM_CLASSES != COCO_NUM_CLASSES:
-        exclude += CLASS_SPECIFIC_LAYERS
-    if key in ("coco", "imagenet") and config.IMAGE_CHANNEL_COUNT != 3:
-        exclude.append("conv1")
-    print(f"Loading weights {path}")
-    try:
-        model.load_weights(path, by_name=True, exclude=exclude or None)
-    except (ValueError, OSError) as err:
-        raise CliError(f"could not load weights {path}: {err}\n(the network flags --tiny, "
-                       "--backbone and the class count must match the weights)") from None
-    return model
-
-
-def run_main(function, args):
-    """Run ``function(args)``; print a CliError's message to stderr and return 2."""
-    try:
-        function(args)
-    except CliError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def flip_augmentation():
-    """Horizontal flips half of the time (albumentations), or None when it is missing."""
-    try:
-        import albumentations
-    except ImportError:
-        logger.warning("albumentations is not installed: training without augmentation")
-        return None
-    return albumentations.HorizontalFlip(p=0.5)
 
 
 # --------------------------------------------------------------------------- datasets
@@ -353,21 +139,20 @@ def load_dataset(args, split):
 # --------------------------------------------------------------------------- commands
 def train(args):
     """Train with the (scaled) matterport schedule; checkpoints go to --logs."""
-    from mrcnn.evaluation import MeanAPCallback
-
     dataset_train, _ = load_dataset(args, "train")
     dataset_val, _ = load_dataset(args, "val")
     if dataset_val is not None and dataset_val.class_info != dataset_train.class_info:
         raise CliError("the validation annotations list other categories than the training "
                        "annotations; both files need the same 'categories'")
-    config = make_config(CocoConfig, NUM_CLASSES=dataset_train.num_classes,
-                         **config_overrides(args))
+    config = make_run_config(CocoConfig, args, NUM_CLASSES=dataset_train.num_classes)
     config.display()
-    model = build_model("training", config, args.model, args.logs, download=args.download)
+    model = build_model("training", config, args.model, args.logs, download=args.download,
+                        flag="--model", run_settings=network_flags(args))
     callbacks = []
     if args.eval_images:
         if dataset_val is None:
             raise CliError("--eval-images needs validation data (--val-annotations or --dataset)")
+        from mrcnn.evaluation import MeanAPCallback
         callbacks.append(MeanAPCallback(model, dataset_val, limit=args.eval_images,
                                         keep_best=True))
     augmentation = flip_augmentation()
@@ -415,12 +200,12 @@ def evaluate(args):
 
     dataset, coco = load_dataset(args, "val")
     # Every detection counts for AP: no confidence cut (as matterport's evaluation).
-    config = make_config(CocoConfig, NUM_CLASSES=dataset.num_classes,
-                         **{**config_overrides(args), "GPU_COUNT": 1, "IMAGES_PER_GPU": 1,
-                            "DETECTION_MIN_CONFIDENCE": 0.0})
+    config = make_run_config(CocoConfig, args, NUM_CLASSES=dataset.num_classes, GPU_COUNT=1,
+                             IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.0)
     if args.limit is not None and args.limit < 0:
         raise CliError(f"--limit must be >= 1 (or 0 for all), got {args.limit}")
-    model = build_model("inference", config, args.model, args.logs, download=args.download)
+    model = build_model("inference", config, args.model, args.logs, download=args.download,
+                        flag="--model")
     image_ids = list(dataset.image_ids[:args.limit] if args.limit else dataset.image_ids)
     print(f"Running COCO evaluation on {len(image_ids)} images")
     results = detect_coco(model, dataset, image_ids)

@@ -37,6 +37,7 @@ def shapes_inference_model(small, logs_dir=LOGS_DIR):
     Returns (model, config, weights_path or None). When no checkpoint of the full model
     exists, the model keeps its random initial weights and a note says so.
     """
+    from mrcnn.checkpoints import choose_last_checkpoint
     from mrcnn.model import MaskRCNN
     from samples import shapes
 
@@ -45,9 +46,9 @@ def shapes_inference_model(small, logs_dir=LOGS_DIR):
     model = MaskRCNN("inference", config, logs_dir)
     weights = None
     if not small:
-        weights = shapes.find_last_checkpoint(logs_dir, shapes.ShapesConfig.NAME)
-        if weights and shapes.read_run_settings(weights).get("small"):
-            weights = None  # a --small run's checkpoint does not fit the full model
+        # The newest full-size run: a newer --small run's checkpoint does not fit this model.
+        weights, _, _ = choose_last_checkpoint(logs_dir, shapes.ShapesConfig.NAME,
+                                               {"small": False}, toy_key="small")
     if weights:
         model.load_weights(weights, by_name=True)
         print(f"Loaded trained weights {weights}")

@@ -15,7 +15,7 @@ of the dataset, e.g. "stage1_test".
 ``ImageId,EncodedPixels`` and one row per detected nucleus with its run-length encoding
 (Kaggle's: column-major pixel order, 1-indexed ``start length`` pairs; overlaps are
 given to the higher score); an image without detections gets one row with an empty
-encoding. --weights: coco | imagenet | last | random | PATH (see samples/coco.py).
+encoding. --weights: coco | imagenet | last | random | PATH (see mrcnn/cli_args.py).
 Exit status: 0 on success, 2 on a usage error.
 """
 import argparse
@@ -33,8 +33,8 @@ import skimage.io  # noqa: E402
 
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.dataset import Dataset  # noqa: E402
-from samples.coco import (  # noqa: E402
-    CliError, add_common_arguments, build_model, config_overrides, make_config, run_main)
+from mrcnn.cli_args import (  # noqa: E402
+    CliError, add_common_arguments, build_model, make_run_config, network_flags, run_main)
 
 logger = logging.getLogger(__name__)
 
@@ -296,9 +296,10 @@ def train(args):
     """Heads, then all layers (a shortened schedule of matterport's nucleus sample)."""
     dataset_train = load_dataset(args, "train")
     dataset_val = load_dataset(args, "val")
-    config = make_config(NucleusConfig, **config_overrides(args))
+    config = make_run_config(NucleusConfig, args)
     config.display()
-    model = build_model("training", config, args.weights, args.logs, download=args.download)
+    model = build_model("training", config, args.weights, args.logs, download=args.download,
+                        run_settings=network_flags(args))
     total = args.epochs if args.epochs is not None else 40
     if total < 1:
         raise CliError(f"--epochs must be >= 1, got {total}")
@@ -329,8 +330,7 @@ def detect(args):
     dataset = load_dataset(args, args.subset)
     # Whole images ("pad64": upscaled to IMAGE_MIN_DIM, padded to multiples of 64), one
     # at a time.
-    overrides = {**config_overrides(args), "GPU_COUNT": 1, "IMAGES_PER_GPU": 1}
-    config = make_config(NucleusInferenceConfig, **overrides)
+    config = make_run_config(NucleusInferenceConfig, args, GPU_COUNT=1, IMAGES_PER_GPU=1)
     model = build_model("inference", config, args.weights, args.logs, download=args.download)
     stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
     submit_dir = os.path.join(args.results, f"submit_{stamp}")

@@ -6,7 +6,7 @@ hide the ones under them; a shape hidden completely is not an instance.
 
 Command line (from the repository root)::
 
-    python samples/shapes.py train                      # ~15 min on 2 CPU cores, then evaluates
+    python samples/shapes.py train                      # ~12 min on 2 CPU cores, then evaluates
     python samples/shapes.py train --epochs 20 --logs logs --weights last
     python samples/shapes.py evaluate --weights last [--limit 100]
     python samples/shapes.py detect --weights last --out detections.png
@@ -38,7 +38,8 @@ if __name__ == "__main__":  # run as a script from a checkout: make ``import mrc
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mrcnn import utils  # noqa: E402
-from mrcnn.checkpoints import epoch_checkpoints, find_last_checkpoint  # noqa: E402
+from mrcnn.checkpoints import choose_last_checkpoint, epoch_checkpoints  # noqa: E402
+from mrcnn.cli_args import quiet_tensorflow  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.dataset import Dataset  # noqa: E402
 
@@ -395,13 +396,27 @@ def read_run_settings(weights_path):
         return {}
 
 
-def resolve_weights(weights, logs):
-    """Path of the weights named on the command line: "last" (newest checkpoint) or a file."""
+def resolve_weights(weights, logs, small=None):
+    """Path of the weights named on the command line: "last" (newest checkpoint) or a file.
+
+    "last" without --small takes the newest full-size run, never a newer --small one (a
+    warning names those passed over); a --small run only when there is no other (with a
+    warning). With --small, the newest --small run.
+    """
     if weights == "last":
-        checkpoint = find_last_checkpoint(logs, ShapesConfig.NAME)
+        checkpoint, _, skipped = choose_last_checkpoint(logs, ShapesConfig.NAME,
+                                                        {"small": small}, toy_key="small")
         if checkpoint is None:
-            raise UsageError(f"--weights last: no trained shapes checkpoint in {logs!r}; run "
-                             f"'python samples/shapes.py train' first (or pass --logs DIR)")
+            kind = "--small " if small else ""
+            raise UsageError(f"--weights last: no trained {kind}shapes checkpoint in {logs!r}; "
+                             f"run 'python samples/shapes.py train {kind}' first (or pass --logs "
+                             "DIR)")
+        if skipped:
+            logger.warning("--weights last: using %s, not the newer --small checkpoint(s) %s; "
+                           "pass --small to use those", checkpoint, ", ".join(skipped))
+        elif small is None and read_run_settings(checkpoint).get("small"):
+            logger.warning("--weights last: %s is from a --small (toy) run, the only kind in %r",
+                           checkpoint, logs)
         return checkpoint
     if not os.path.isfile(weights):
         raise UsageError(f"--weights: file not found: {weights!r}")
@@ -446,6 +461,7 @@ def _positive(name, value):
 
 def _load_inference_model(weights_path, logs, small):
     """Inference MaskRCNN with the config the checkpoint was trained with, weights loaded."""
+    quiet_tensorflow()
     from mrcnn.model import MaskRCNN
 
     if small is None:
@@ -504,8 +520,9 @@ def cmd_train(args):
         _positive(f"--{name}", getattr(args, name))
     if args.lr is not None and not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
-    weights_path = resolve_weights(args.weights, args.logs) if args.weights else None
-    from mrcnn.model import MaskRCNN  # TensorFlow starts here, once the arguments are known good
+    weights_path = resolve_weights(args.weights, args.logs, args.small) if args.weights else None
+    quiet_tensorflow()  # TensorFlow starts here, once the arguments are known good
+    from mrcnn.model import MaskRCNN
     if weights_path is not None and args.small is None:
         args.small = bool(read_run_settings(weights_path).get("small", False))
         settings = _settings(args.small)
@@ -564,7 +581,7 @@ def cmd_train(args):
 def cmd_evaluate(args):
     """Print mAP@0.5 and mAP@[.5:.95] on held-out images."""
     _positive("--limit", args.limit)
-    weights_path = resolve_weights(args.weights, args.logs)
+    weights_path = resolve_weights(args.weights, args.logs, args.small)
     model, small = _load_inference_model(weights_path, args.logs, args.small)
     limit = args.limit or _settings(small)["eval_limit"]
     print(f"Evaluating {weights_path} on {limit} held-out images")
@@ -576,7 +593,7 @@ def cmd_detect(args):
     """Save a picture of the detections on one held-out image."""
     if args.image < 0:
         raise UsageError(f"--image must be >= 0, got {args.image}")
-    weights_path = resolve_weights(args.weights, args.logs)
+    weights_path = resolve_weights(args.weights, args.logs, args.small)
     model, _ = _load_inference_model(weights_path, args.logs, args.small)
     path = draw_detections(model, args.out, image_indices=[args.image], columns=1)
     print(f"Detections drawn in {path}")

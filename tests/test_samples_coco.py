@@ -6,6 +6,7 @@ import urllib.request
 
 import pytest
 
+from mrcnn import cli_args
 from samples import coco as sample
 
 
@@ -89,7 +90,7 @@ def no_network(monkeypatch):
 def test_download_without_network_gives_a_clear_message(shared_data, tmp_path, monkeypatch,
                                                         no_network, capsys):
     val_json, _, images = _coco128(shared_data)
-    monkeypatch.setattr(sample, "ROOT_DIR", str(tmp_path))
+    monkeypatch.setattr(cli_args, "ROOT_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     status = sample.main(["evaluate", "--annotations", val_json, "--images", images,
                           "--model", "coco", "--download", "--tiny", "--logs", str(tmp_path)])
@@ -103,7 +104,7 @@ def test_download_without_network_gives_a_clear_message(shared_data, tmp_path, m
 
 def test_missing_coco_weights_say_where_to_put_them(shared_data, tmp_path, monkeypatch, capsys):
     val_json, _, images = _coco128(shared_data)
-    monkeypatch.setattr(sample, "ROOT_DIR", str(tmp_path / "repo"))
+    monkeypatch.setattr(cli_args, "ROOT_DIR", str(tmp_path / "repo"))
     monkeypatch.chdir(tmp_path)
     status = sample.main(["evaluate", "--annotations", val_json, "--images", images,
                           "--model", "coco", "--tiny", "--logs", str(tmp_path)])
@@ -131,7 +132,7 @@ def test_model_last_without_checkpoints(shared_data, tmp_path, capsys):
     status = sample.main(["evaluate", "--annotations", val_json, "--images", images,
                           "--model", "last", "--tiny", "--logs", str(tmp_path / "nothing")])
     assert status == 2
-    assert "--model last: no log folder" in capsys.readouterr().err
+    assert "--model last: no checkpoint mask_rcnn_coco_*.h5 trained with --tiny" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("extra, message", [
