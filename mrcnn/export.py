@@ -69,18 +69,19 @@ def linear_resize_taps(in_size, out_size, offset=0, length=None):
     if offset.shape.rank == 1:
         positions = tf.expand_dims(positions, 0)
         local = positions - tf.expand_dims(offset, 1)
-        out_f = tf.expand_dims(tf.cast(out_size, tf.float32), 1)
         out_i = tf.expand_dims(out_size, 1)
     else:
         local = positions - offset
-        out_f = tf.cast(out_size, tf.float32)
         out_i = out_size
-    in_f = tf.cast(in_size, tf.float32)
-    coord = (tf.cast(local, tf.float32) + 0.5) * (in_f / tf.maximum(out_f, 1.0)) - 0.5
-    base = tf.floor(coord)
-    w1 = coord - base
+    # coord = ((2 local + 1) in - out) / (2 out): its integer part by exact integer division
+    # and only the fraction in float32, so that a long axis (600 px down to 128) does not
+    # shift the taps by float32 rounding and flip the truncation of many pixels.
+    numerator = (2 * local + 1) * in_size - out_i
+    denominator = tf.maximum(2 * out_i, 1)
+    i0 = tf.math.floordiv(numerator, denominator)
+    w1 = (tf.cast(numerator - i0 * denominator, tf.float32)
+          / tf.cast(denominator, tf.float32))
     w0 = 1.0 - w1
-    i0 = tf.cast(base, tf.int32)
     i1 = i0 + 1
     inside = tf.cast((local >= 0) & (local < out_i), tf.float32)
     w0 = w0 * tf.cast((i0 >= 0) & (i0 < in_size), tf.float32) * inside

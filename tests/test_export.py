@@ -1,0 +1,215 @@
+"""mrcnn.export: in-graph molding / unmolding against the NumPy code, and each exported
+format against ``detect()`` on real photos."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import skimage.data
+import skimage.io
+import skimage.transform
+import tensorflow as tf
+
+from mrcnn import export, utils
+from mrcnn.model import MaskRCNN
+from tests.conftest import SHARED_DATA
+from tests.export_helpers import ExportConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea")
+
+
+def photos():
+    """(name, [H, W, 3] uint8) of skimage's photos and ../shared/data/demo_images if present."""
+    out = [(name, getattr(skimage.data, name)()) for name in SKIMAGE_PHOTOS]
+    folder = os.path.join(SHARED_DATA, "demo_images")
+    if os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            out.append((name, skimage.io.imread(os.path.join(folder, name))))
+    return out
+
+
+# ---------------------------------------------------------------------------- molding
+@pytest.mark.parametrize("in_hw,out_hw", [((37, 53), (80, 115)), ((120, 90), (41, 31)),
+                                          ((512, 512), (128, 128)), ((5, 7), (5, 7))])
+def test_resize_bilinear_is_skimage_resize(in_hw, out_hw):
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, size=in_hw + (3,), dtype=np.uint8)
+    expected = skimage.transform.resize(image, out_hw, order=1, mode="constant", cval=0,
+                                        clip=True, preserve_range=True, anti_aliasing=False)
+    got = export.resize_bilinear(tf.constant(image[None], tf.float32), *out_hw)[0].numpy()
+    np.testing.assert_allclose(got, expected, atol=2e-4)
+
+
+@pytest.mark.parametrize("mode,min_dim,max_dim", [("square", 128, 128), ("square", 100, 256),
+                                                  ("pad64", 128, 256), ("none", 0, 0)])
+def test_mold_images_graph_matches_mold_inputs(mode, min_dim, max_dim):
+    config = type("C", (ExportConfig,), {"IMAGE_RESIZE_MODE": mode, "IMAGE_MIN_DIM": min_dim,
+                                         "IMAGE_MAX_DIM": max_dim})()
+    model = MaskRCNN.__new__(MaskRCNN)
+    model.config = config
+    for name in SKIMAGE_PHOTOS:
+        image = getattr(skimage.data, name)()
+        molded, metas, windows = model.mold_inputs([image])
+        g_molded, g_meta, g_window = export.mold_images_graph(tf.constant(image[None]), config)
+        np.testing.assert_array_equal(g_window.numpy(), windows[0])
+        np.testing.assert_allclose(g_meta.numpy()[0], metas[0], rtol=1e-6)
+        assert g_molded.shape == molded.shape
+        # float32 against skimage's float64 may flip a truncation: at most one level, rarely.
+        diff = np.abs(g_molded.numpy() - molded)
+        assert diff.max() <= 1.0
+        assert (diff > 0).mean() < 1e-3
+
+
+def test_mold_images_graph_refuses_crop_mode():
+    config = type("C", (ExportConfig,), {"IMAGE_RESIZE_MODE": "crop"})()
+    with pytest.raises(ValueError, match="'crop'"):
+        export.mold_images_graph(tf.zeros([1, 8, 8, 3], tf.uint8), config)
+
+
+def test_paste_masks_graph_is_unmold_mask():
+    rng = np.random.default_rng(1)
+    masks = rng.random((1, 6, 14, 14)).astype(np.float32)
+    boxes = np.array([[[3, 4, 40, 31], [0, 0, 60, 80], [10, 70, 13, 80], [50, 2, 59, 7],
+                       [20, 20, 21, 21], [5, 5, 59, 79]]], dtype=np.int32)
+    got = export.paste_masks_graph(tf.constant(masks), tf.constant(boxes), 60, 80).numpy()[0]
+    for i in range(6):
+        expected = utils.unmold_mask(masks[0, i], boxes[0, i], (60, 80, 3))
+        assert (got[i] != expected).sum() <= 1, i
+
+
+# ---------------------------------------------------------------------------- formats
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    """An ExportConfig model with seeded random weights; class logits scaled down so that
+    scores spread over 0.3..0.6 instead of saturating at 1.0 (ties would make the order
+    depend on rounding)."""
+    keras.utils.set_random_seed(3)
+    model = MaskRCNN("inference", ExportConfig(), str(tmp_path_factory.mktemp("logs")))
+    layer = model.keras_model.get_layer("mrcnn_class_logits")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel * 0.05, bias])
+    return model
+
+
+@pytest.fixture(scope="module")
+def expected(small_model):
+    """detect() of every photo: {name: (image, result)}."""
+    return {name: (image, small_model.detect([image])[0]) for name, image in photos()}
+
+
+def assert_matches_detect(out, result, name):
+    """One image's exported outputs (batch 1) against its detect() dict."""
+    n = int(np.asarray(out["num_detections"])[0])
+    np.testing.assert_array_equal(np.asarray(out["class_ids"])[0, :n], result["class_ids"],
+                                  err_msg=name)
+    np.testing.assert_allclose(np.asarray(out["scores"])[0, :n], result["scores"], atol=1e-3,
+                               err_msg=name)
+    boxes = np.asarray(out["boxes"])[0, :n]
+    assert boxes.shape == result["rois"].shape, name
+    if n:
+        assert np.abs(boxes - result["rois"]).max() <= 1, name
+    masks = np.asarray(out["masks"])[0, :n].astype(bool)
+    assert masks.shape == (n,) + result["masks"].shape[:2], name
+    for i in range(n):
+        a, b = masks[i], result["masks"][:, :, i]
+        union = (a | b).sum()
+        iou = (a & b).sum() / union if union else 1.0
+        assert iou >= 0.98, (name, i, iou)
+
+
+def test_detections_exist(expected):
+    # The parity tests compare something: most photos have detections.
+    counts = [len(r["class_ids"]) for _, r in expected.values()]
+    assert sum(c > 0 for c in counts) >= len(counts) // 2, counts
+
+
+def test_serving_model_matches_detect(small_model, expected):
+    serving = export.serving_model(small_model.keras_model, small_model.config)
+    for name, (image, result) in expected.items():
+        assert_matches_detect(serving(image[None]), result, name)
+
+
+@pytest.fixture(scope="module")
+def saved_model_path(small_model, tmp_path_factory):
+    return small_model.export(str(tmp_path_factory.mktemp("sm") / "model"), "tf_saved_model")
+
+
+def test_saved_model_matches_detect(saved_model_path, expected):
+    serve = tf.saved_model.load(saved_model_path).signatures["serving_default"]
+    for name, (image, result) in expected.items():
+        assert_matches_detect(serve(images=tf.constant(image[None])), result, name)
+
+
+def test_saved_model_loads_without_mrcnn(saved_model_path, expected, tmp_path):
+    """TF Serving's view: a fresh Python that never imports mrcnn runs the signature."""
+    image = expected["astronaut"][0]
+    np.save(tmp_path / "image.npy", image)
+    script = textwrap.dedent(f"""
+        import sys, numpy as np, tensorflow as tf
+        serve = tf.saved_model.load({saved_model_path!r}).signatures["serving_default"]
+        out = serve(images=tf.constant(np.load({str(tmp_path / 'image.npy')!r})[None]))
+        np.savez({str(tmp_path / 'out.npz')!r}, **{{k: v.numpy() for k, v in out.items()}})
+        assert not any(m == "mrcnn" or m.startswith("mrcnn.") for m in sys.modules), "mrcnn imported"
+        print("ok")
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    done = subprocess.run([sys.executable, "-c", script], cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = dict(np.load(tmp_path / "out.npz"))
+    assert_matches_detect(out, expected["astronaut"][1], "astronaut (subprocess)")
+
+
+def test_onnx_matches_detect(small_model, expected, tmp_path):
+    pytest.importorskip("tf2onnx", reason="ONNX export needs the [onnx] extra (tf2onnx)")
+    ort = pytest.importorskip("onnxruntime", reason="ONNX parity needs the [onnx] extra")
+    path = small_model.export(str(tmp_path / "model.onnx"), "onnx")
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    assert [i.name for i in session.get_inputs()] == ["images"]
+    names = [o.name for o in session.get_outputs()]
+    assert sorted(names) == sorted(export.OUTPUT_NAMES)
+    for name, (image, result) in expected.items():
+        out = dict(zip(names, session.run(None, {"images": image[None]})))
+        assert_matches_detect(out, result, name)
+
+
+@pytest.fixture(scope="module")
+def litert_path(small_model, tmp_path_factory):
+    return small_model.export(str(tmp_path_factory.mktemp("litert") / "model.tflite"), "litert")
+
+
+def test_litert_matches_detect(litert_path, expected):
+    # TensorFlow's interpreter links the Flex delegate the remaining TF ops need.
+    runner = tf.lite.Interpreter(model_path=litert_path).get_signature_runner("serving_default")
+    for name, (image, result) in expected.items():
+        assert_matches_detect(runner(images=image[None]), result, name)
+
+
+def test_export_refuses_unknown_format(small_model, tmp_path):
+    with pytest.raises(ValueError, match="'keras'"):
+        small_model.export(str(tmp_path / "m"), "keras")
+
+
+# ---------------------------------------------------------------------------- full size
+@pytest.mark.slow
+def test_full_size_resnet50_saved_model_matches_detect(tmp_path):
+    from mrcnn.config import Config
+    config = type("Full", (Config,), {"NAME": "full", "NUM_CLASSES": 81, "GPU_COUNT": 1,
+                                      "IMAGES_PER_GPU": 1})()
+    keras.utils.set_random_seed(5)
+    model = MaskRCNN("inference", config, str(tmp_path / "logs"))
+    layer = model.keras_model.get_layer("mrcnn_class_logits")
+    kernel, bias = layer.get_weights()
+    layer.set_weights([kernel * 0.05, bias])
+    path = model.export(str(tmp_path / "model"), "tf_saved_model")
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    for name in SKIMAGE_PHOTOS:
+        image = getattr(skimage.data, name)()
+        assert_matches_detect(serve(images=tf.constant(image[None])),
+                              model.detect([image])[0], name)
