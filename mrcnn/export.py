@@ -19,8 +19,8 @@ in the graph keeps every consumer (C++, C#, mobile) exact without reimplementing
 
 Molding reproduces ``utils.resize_image`` + ``data.mold_image`` in the graph: the scale of
 the config's IMAGE_RESIZE_MODE ("square", "pad64" or "none"), skimage's bilinear resize
-(``order=1, mode="constant", cval=0``: samples at pixel centres, zeros beyond the border),
-truncation to uint8 (matterport's ``astype``), centred zero padding, mean subtraction.
+(``order=1, mode="constant", cval=0, clip=True``: samples at pixel centres, zeros beyond the
+border, then clipped into the input's [min, max]), truncation to uint8 (matterport's ``astype``), centred zero padding, mean subtraction.
 The resize is separable and each output row/column blends two input rows/columns, so it is
 done by two gathers and weighted sums: cheap, and every runtime has Gather. Unmolding pastes
 each 28x28 mask into its box the same way (``utils.unmold_mask``: resize to the box, >= 0.5).
@@ -94,7 +94,8 @@ def resize_bilinear(images, out_h, out_w):
     """skimage's ``resize(order=1, mode="constant", cval=0, preserve_range=True)`` in TF.
 
     images: [batch, H, W, C] float32. out_h, out_w: scalar int32 tensors.
-    Returns [batch, out_h, out_w, C] float32 (not clipped, not truncated).
+    Returns [batch, out_h, out_w, C] float32, clipped to each image's [min, max] as skimage
+    does (not truncated).
     """
     import tensorflow as tf
     shape = tf.shape(images)
@@ -103,7 +104,12 @@ def resize_bilinear(images, out_h, out_w):
     wy0, wy1 = tf.reshape(wy0, [-1, 1, 1]), tf.reshape(wy1, [-1, 1, 1])
     wx0, wx1 = tf.reshape(wx0, [-1, 1]), tf.reshape(wx1, [-1, 1])
     rows = tf.gather(images, y0, axis=1) * wy0 + tf.gather(images, y1, axis=1) * wy1
-    return tf.gather(rows, x0, axis=2) * wx0 + tf.gather(rows, x1, axis=2) * wx1
+    out = tf.gather(rows, x0, axis=2) * wx0 + tf.gather(rows, x1, axis=2) * wx1
+    # skimage's clip=True: into each image's own [min, max], which lifts the zero-blended
+    # border back up whenever the image has no zero pixel.
+    low = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
+    high = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
+    return tf.clip_by_value(out, low, high)
 
 
 def resize_geometry(height, width, config):
@@ -157,9 +163,8 @@ def mold_images_graph(images, config):
     scale, new_h, new_w, top, left, molded_h, molded_w = resize_geometry(height, width, config)
     pixels = tf.cast(images, tf.float32)
     resized = resize_bilinear(pixels, new_h, new_w)
-    # skimage clips to the input's range (a no-op for blends of values and zeros up to
-    # rounding), then matterport's astype(uint8) truncates.
-    resized = tf.floor(tf.clip_by_value(resized, 0.0, 255.0))
+    # matterport's astype(uint8) truncates.
+    resized = tf.floor(resized)
     # At scale 1 the taps are the identity (coordinate o, weight 1), as resize_image
     # skipping the resize gives.
     channels = config.IMAGE_CHANNEL_COUNT
@@ -258,8 +263,16 @@ def paste_masks_graph(masks, boxes, image_h, image_w):
             + tf.gather(flat_masks, r1, batch_dims=1) * wr1)  # [bn, H, mw]
     cols = (tf.gather(rows, c0, axis=2, batch_dims=1) * wc0
             + tf.gather(rows, c1, axis=2, batch_dims=1) * wc1)  # [bn, H, W]
-    # Outside its box a position has zero weights, so it stays below 0.5.
-    full = cols >= 0.5
+    # skimage's clip=True: into each mask's [min, max] (this lifts the zero-blended border
+    # of the box, so it matters), then the threshold, inside the box only.
+    low = tf.reduce_min(flat_masks, axis=[1, 2], keepdims=True)
+    high = tf.reduce_max(flat_masks, axis=[1, 2], keepdims=True)
+    full = tf.clip_by_value(cols, low, high) >= 0.5
+    positions_y = tf.expand_dims(tf.range(image_h), 0)
+    positions_x = tf.expand_dims(tf.range(image_w), 0)
+    in_y = (positions_y >= tf.expand_dims(y1, 1)) & (positions_y < tf.expand_dims(y2, 1))
+    in_x = (positions_x >= tf.expand_dims(x1, 1)) & (positions_x < tf.expand_dims(x2, 1))
+    full = full & tf.expand_dims(in_y, 2) & tf.expand_dims(in_x, 1)
     return tf.reshape(full, [b, n, image_h, image_w])
 
 
@@ -311,22 +324,27 @@ def input_signature(config, batch_size=None):
 
 
 def exportable_model(inference_model, config):
-    """The inference graph to export: ``inference_model``, or a direct-convolution twin.
+    """A twin of ``inference_model`` built for export, with the same weights.
 
-    With Winograd convolutions (``Config.WINOGRAD_CONVS``) the graph is rebuilt with plain
-    Conv2D layers and the same weights (WinogradConv2D is a Conv2D: same variables, same
-    order): the serving runtimes pick their own convolution algorithms, and Winograd spelled
-    out as graph ops makes the artifacts larger and slower to convert.
+    Two differences, each computing the same results: RoIAlign crops by gathers
+    (``PyramidROIAlign(implementation="gather")``: TFLite has no CropAndResize,
+    DynamicPartition or DynamicStitch builtin, and ``ai_edge_litert`` has no Flex delegate
+    to run them), and plain Conv2D layers where the model uses Winograd convolutions
+    (``Config.WINOGRAD_CONVS``; WinogradConv2D is a Conv2D with the same variables): the
+    serving runtimes pick their own convolution algorithms, and Winograd spelled out as graph
+    ops makes artifacts larger and slower to convert. The user's model is left as it is.
     """
     import copy
 
     from mrcnn import graph
-    if not graph.use_winograd(config):
-        return inference_model
+    from mrcnn.layers.roi_align import PyramidROIAlign
     direct = copy.copy(config)
     direct.WINOGRAD_CONVS = False
     model = graph.build_inference_model(direct)
     model.set_weights(inference_model.get_weights())
+    for layer in model.layers:
+        if isinstance(layer, PyramidROIAlign):
+            layer.implementation = "gather"
     return model
 
 
@@ -335,7 +353,7 @@ def export_model(inference_model, config, path, format="tf_saved_model"):
 
     format: "tf_saved_model" (a folder; signature "serving_default"), "onnx" (a .onnx file,
         opset 17, needs the ``[onnx]`` extra: tf2onnx, onnx) or "litert" (a .tflite file
-        with batch 1; TFLite builtins plus the TF ops it lacks, see README "Deploy").
+        with batch 1, TFLite builtin ops only: ``ai_edge_litert`` runs it).
     Returns ``path``.
     """
     if format not in FORMATS:

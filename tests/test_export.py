@@ -28,7 +28,7 @@ def photos():
     out = [(name, getattr(skimage.data, name)()) for name in SKIMAGE_PHOTOS]
     folder = os.path.join(SHARED_DATA, "demo_images")
     if os.path.isdir(folder):
-        for name in sorted(os.listdir(folder)):
+        for name in sorted(n for n in os.listdir(folder) if n.lower().endswith(".jpg")):
             out.append((name, skimage.io.imread(os.path.join(folder, name))))
     return out
 
@@ -38,11 +38,14 @@ def photos():
                                           ((512, 512), (128, 128)), ((5, 7), (5, 7))])
 def test_resize_bilinear_is_skimage_resize(in_hw, out_hw):
     rng = np.random.default_rng(0)
-    image = rng.integers(0, 256, size=in_hw + (3,), dtype=np.uint8)
-    expected = skimage.transform.resize(image, out_hw, order=1, mode="constant", cval=0,
-                                        clip=True, preserve_range=True, anti_aliasing=False)
-    got = export.resize_bilinear(tf.constant(image[None], tf.float32), *out_hw)[0].numpy()
-    np.testing.assert_allclose(got, expected, atol=2e-4)
+    # With and without zero pixels: skimage's clip into [min, max] lifts the zero-blended
+    # border only when the image has no zero.
+    for low in (0, 1, 200):
+        image = rng.integers(low, 256, size=in_hw + (3,), dtype=np.uint8)
+        expected = skimage.transform.resize(image, out_hw, order=1, mode="constant", cval=0,
+                                            clip=True, preserve_range=True, anti_aliasing=False)
+        got = export.resize_bilinear(tf.constant(image[None], tf.float32), *out_hw)[0].numpy()
+        np.testing.assert_allclose(got, expected, atol=2e-4)
 
 
 @pytest.mark.parametrize("mode,min_dim,max_dim", [("square", 128, 128), ("square", 100, 256),
@@ -74,6 +77,8 @@ def test_mold_images_graph_refuses_crop_mode():
 def test_paste_masks_graph_is_unmold_mask():
     rng = np.random.default_rng(1)
     masks = rng.random((1, 6, 14, 14)).astype(np.float32)
+    masks[0, 1] = 0.3 + 0.7 * masks[0, 1]  # min above 0: the clip lifts the box border
+    masks[0, 5] = 0.6 + 0.4 * masks[0, 5]  # min above the threshold: the whole box is True
     boxes = np.array([[[3, 4, 40, 31], [0, 0, 60, 80], [10, 70, 13, 80], [50, 2, 59, 7],
                        [20, 20, 21, 21], [5, 5, 59, 79]]], dtype=np.int32)
     got = export.paste_masks_graph(tf.constant(masks), tf.constant(boxes), 60, 80).numpy()[0]
@@ -185,8 +190,10 @@ def litert_path(small_model, tmp_path_factory):
 
 
 def test_litert_matches_detect(litert_path, expected):
-    # TensorFlow's interpreter links the Flex delegate the remaining TF ops need.
-    runner = tf.lite.Interpreter(model_path=litert_path).get_signature_runner("serving_default")
+    litert = pytest.importorskip("ai_edge_litert.interpreter",
+                                 reason="LiteRT parity needs the [litert] extra (ai-edge-litert)")
+    # ai_edge_litert has no Flex delegate: this also proves the model is TFLite builtins only.
+    runner = litert.Interpreter(model_path=litert_path).get_signature_runner("serving_default")
     for name, (image, result) in expected.items():
         assert_matches_detect(runner(images=image[None]), result, name)
 
@@ -213,3 +220,39 @@ def test_full_size_resnet50_saved_model_matches_detect(tmp_path):
         image = getattr(skimage.data, name)()
         assert_matches_detect(serve(images=tf.constant(image[None])),
                               model.detect([image])[0], name)
+
+
+# ---------------------------------------------------------------------------- RoIAlign by gathers
+def test_crop_and_resize_gather_is_tf_crop_and_resize():
+    from mrcnn.layers.roi_align import crop_and_resize_gather
+    rng = np.random.default_rng(2)
+    feature_map = rng.normal(size=(2, 13, 17, 5)).astype(np.float32)
+    boxes = np.concatenate([rng.uniform(-0.2, 0.6, (40, 2)), rng.uniform(0.4, 1.2, (40, 2))], 1)
+    boxes = boxes[:, [0, 1, 2, 3]].astype(np.float32)
+    boxes[:5] = [[0.5, 0.5, 0.5, 0.5], [0, 0, 1, 1], [0.9, 0.1, 0.2, 0.8], [1, 1, 1, 1],
+                 [-1, -1, 0, 0]]
+    indices = rng.integers(0, 2, 40).astype(np.int32)
+    for size in [(7, 7), (1, 1), (14, 3)]:
+        expected = tf.image.crop_and_resize(feature_map, boxes, indices, size).numpy()
+        got = crop_and_resize_gather(tf.constant(feature_map), tf.constant(boxes),
+                                     tf.constant(indices), size).numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["crop_and_resize", "paper"])
+def test_pyramid_roi_align_gather_equals_partition(mode):
+    from mrcnn.data import compose_image_meta
+    from mrcnn.layers.roi_align import PyramidROIAlign
+    rng = np.random.default_rng(4)
+    maps = [rng.normal(size=(2, 64 // 2 ** k, 64 // 2 ** k, 6)).astype(np.float32)
+            for k in range(4)]
+    y1x1 = rng.uniform(0, 0.8, (2, 30, 2))
+    boxes = np.concatenate([y1x1, y1x1 + rng.uniform(0.01, 0.6, (2, 30, 2))], -1)
+    boxes = boxes.astype(np.float32)
+    meta = np.stack([compose_image_meta(0, (256, 256, 3), (256, 256, 3), (0, 0, 256, 256), 1,
+                                        np.zeros(4))] * 2).astype(np.float32)
+    kwargs = {"pool_shape": (7, 7), "mode": mode, "sampling_ratio": 2}
+    expected = PyramidROIAlign(**kwargs)([boxes, meta] + maps).numpy()
+    gather = PyramidROIAlign(implementation="gather", **kwargs)
+    assert gather.get_config()["implementation"] == "gather"
+    np.testing.assert_allclose(gather([boxes, meta] + maps).numpy(), expected, atol=1e-5)
