@@ -49,8 +49,11 @@ def runners(model, formats, folder):
     for fmt in formats:
         if fmt == "onnx":
             try:
+                import importlib.util
+
                 import onnxruntime as ort
-                import tf2onnx  # noqa: F401
+                if importlib.util.find_spec("tf2onnx") is None:
+                    continue
             except ImportError:
                 continue
         path = os.path.join(folder, {"tf_saved_model": "sm", "onnx": "m.onnx",

@@ -20,14 +20,16 @@ in the graph keeps every consumer (C++, C#, mobile) exact without reimplementing
 Molding reproduces ``utils.resize_image`` + ``data.mold_image`` in the graph: the scale of
 the config's IMAGE_RESIZE_MODE ("square", "pad64" or "none"), skimage's bilinear resize
 (``order=1, mode="constant", cval=0, clip=True``: samples at pixel centres, zeros beyond the
-border, then clipped into the input's [min, max]), truncation to uint8 (matterport's ``astype``), centred zero padding, mean subtraction.
+border, then clipped into the input's [min, max]), truncation to uint8 (matterport's
+``astype``), centred zero padding, mean subtraction.
 The resize is separable and each output row/column blends two input rows/columns, so it is
 done by two gathers and weighted sums: cheap, and every runtime has Gather. Unmolding pastes
 each 28x28 mask into its box the same way (``utils.unmold_mask``: resize to the box, >= 0.5).
 
 Float32 arithmetic in the graph (TFLite has no float64) against float64 in skimage can move
-a resized value that lands within ~1e-5 of an integer to the other side of the truncation;
-the parity tests bound what that changes.
+a resized value that lands within ~1e-5 of an integer to the other side of the truncation
+(the tap positions are exact: integer arithmetic); tests/test_export.py bounds that to one
+level on < 0.3% of the molded pixels (float32, LiteRT), and holds each format to detect().
 """
 import logging
 import os
@@ -42,7 +44,7 @@ GRAPH_RESIZE_MODES = ("square", "pad64", "none")
 
 
 # ---------------------------------------------------------------------------- resize
-def linear_resize_taps(in_size, out_size, offset=0, length=None):
+def linear_resize_taps(in_size, out_size, offset=0, length=None, dtype="float64"):
     """The two input taps and weights of skimage's bilinear resize along one axis.
 
     skimage.transform.resize(order=1, mode="constant", cval=0) samples output index ``o``
@@ -55,8 +57,11 @@ def linear_resize_taps(in_size, out_size, offset=0, length=None):
         starting at ``offset`` (a box pasted into the image); positions outside it get
         zero weights. Defaults: 0 and ``out_size``. Both may be [n] tensors (one per box),
         in which case ``in_size`` is shared and ``out_size`` is [n] too.
+    dtype: "float64": the coordinate and weights exactly as scipy computes them (bit for bit
+        with mrcnn.resizing); "float32" (for TFLite, which has no float64): the integer part
+        of the coordinate by exact integer division, the fraction in float32.
 
-    Returns (i0, i1, w0, w1): int32 indices clamped into ``[0, in_size)`` and float32
+    Returns (i0, i1, w0, w1): int32 indices clamped into ``[0, in_size)`` and ``dtype``
     weights, each [length] (or [n, length]).
     """
     import tensorflow as tf
@@ -73,43 +78,73 @@ def linear_resize_taps(in_size, out_size, offset=0, length=None):
     else:
         local = positions - offset
         out_i = out_size
-    # coord = ((2 local + 1) in - out) / (2 out): its integer part by exact integer division
-    # and only the fraction in float32, so that a long axis (600 px down to 128) does not
-    # shift the taps by float32 rounding and flip the truncation of many pixels.
-    numerator = (2 * local + 1) * in_size - out_i
-    denominator = tf.maximum(2 * out_i, 1)
-    i0 = tf.math.floordiv(numerator, denominator)
-    w1 = (tf.cast(numerator - i0 * denominator, tf.float32)
-          / tf.cast(denominator, tf.float32))
-    w0 = 1.0 - w1
+    if dtype == "float64":
+        scale = tf.cast(in_size, tf.float64) / tf.cast(tf.maximum(out_i, 1), tf.float64)
+        coord = (tf.cast(local, tf.float64) + 0.5) * scale - 0.5
+        start = tf.floor(coord)
+        w0 = 1.0 - (coord - start)
+        w1 = 1.0 - w0
+        i0 = tf.cast(start, tf.int32)
+        weight_dtype = tf.float64
+    else:
+        # coord = ((2 local + 1) in - out) / (2 out): the integer part by exact integer
+        # division, so that a long axis (600 px down to 128) does not shift the taps.
+        numerator = (2 * local + 1) * in_size - out_i
+        denominator = tf.maximum(2 * out_i, 1)
+        i0 = tf.math.floordiv(numerator, denominator)
+        w1 = (tf.cast(numerator - i0 * denominator, tf.float32)
+              / tf.cast(denominator, tf.float32))
+        w0 = 1.0 - w1
+        weight_dtype = tf.float32
     i1 = i0 + 1
-    inside = tf.cast((local >= 0) & (local < out_i), tf.float32)
-    w0 = w0 * tf.cast((i0 >= 0) & (i0 < in_size), tf.float32) * inside
-    w1 = w1 * tf.cast((i1 >= 0) & (i1 < in_size), tf.float32) * inside
+    inside = tf.cast((local >= 0) & (local < out_i), weight_dtype)
+    w0 = w0 * tf.cast((i0 >= 0) & (i0 < in_size), weight_dtype) * inside
+    w1 = w1 * tf.cast((i1 >= 0) & (i1 < in_size), weight_dtype) * inside
     last = in_size - 1
     return (tf.clip_by_value(i0, 0, last), tf.clip_by_value(i1, 0, last), w0, w1)
 
 
-def resize_bilinear(images, out_h, out_w):
-    """skimage's ``resize(order=1, mode="constant", cval=0, preserve_range=True)`` in TF.
+def _blend(r0, r1, x0, x1, wy0, wy1, wx0, wx1, axis, batch_dims=0):
+    """skimage's sum order over the 2 x 2 taps: ((p00 wy0) wx0 + (p01 wy0) wx1)
+    + (p10 wy1) wx0 + (p11 wy1) wx1, where r0 / r1 hold the rows of taps y0 / y1."""
+    import tensorflow as tf
 
-    images: [batch, H, W, C] float32. out_h, out_w: scalar int32 tensors.
-    Returns [batch, out_h, out_w, C] float32, clipped to each image's [min, max] as skimage
-    does (not truncated).
+    def cols(rows, index):
+        return tf.gather(rows, index, axis=axis, batch_dims=batch_dims)
+    out = cols(r0, x0) * wy0 * wx0
+    out = out + cols(r0, x1) * wy0 * wx1
+    out = out + cols(r1, x0) * wy1 * wx0
+    return out + cols(r1, x1) * wy1 * wx1
+
+
+def _clip(values, low, high):
+    """Clip with tensor bounds (Minimum / Maximum: ONNX's Clip takes scalar bounds only)."""
+    import tensorflow as tf
+    return tf.maximum(tf.minimum(values, high), low)
+
+
+def resize_bilinear(images, out_h, out_w, dtype="float64"):
+    """skimage's ``resize(order=1, mode="constant", cval=0, clip=True, preserve_range=True)``.
+
+    images: [batch, H, W, C] float32 (0..255 pixel values). out_h, out_w: scalar int32.
+    dtype: the arithmetic, see linear_resize_taps ("float64": bit for bit with skimage).
+    Returns [batch, out_h, out_w, C] ``dtype``, clipped to each image's [min, max] as
+    skimage does (not truncated).
     """
     import tensorflow as tf
+    images = tf.cast(images, dtype)
     shape = tf.shape(images)
-    y0, y1, wy0, wy1 = linear_resize_taps(shape[1], out_h)
-    x0, x1, wx0, wx1 = linear_resize_taps(shape[2], out_w)
+    y0, y1, wy0, wy1 = linear_resize_taps(shape[1], out_h, dtype=dtype)
+    x0, x1, wx0, wx1 = linear_resize_taps(shape[2], out_w, dtype=dtype)
     wy0, wy1 = tf.reshape(wy0, [-1, 1, 1]), tf.reshape(wy1, [-1, 1, 1])
     wx0, wx1 = tf.reshape(wx0, [-1, 1]), tf.reshape(wx1, [-1, 1])
-    rows = tf.gather(images, y0, axis=1) * wy0 + tf.gather(images, y1, axis=1) * wy1
-    out = tf.gather(rows, x0, axis=2) * wx0 + tf.gather(rows, x1, axis=2) * wx1
+    out = _blend(tf.gather(images, y0, axis=1), tf.gather(images, y1, axis=1),
+                 x0, x1, wy0, wy1, wx0, wx1, axis=2)
     # skimage's clip=True: into each image's own [min, max], which lifts the zero-blended
     # border back up whenever the image has no zero pixel.
     low = tf.reduce_min(images, axis=[1, 2, 3], keepdims=True)
     high = tf.reduce_max(images, axis=[1, 2, 3], keepdims=True)
-    return tf.clip_by_value(out, low, high)
+    return _clip(out, low, high)
 
 
 def resize_geometry(height, width, config):
@@ -150,10 +185,12 @@ def resize_geometry(height, width, config):
     return scale, new_h, new_w, top, left, molded_h, molded_w
 
 
-def mold_images_graph(images, config):
+def mold_images_graph(images, config, dtype="float64"):
     """Resize, pad and mean-subtract a batch of raw images as ``MaskRCNN.mold_inputs`` does.
 
     images: [batch, H, W, C] uint8 (or float holding 0..255), one size for the batch.
+    dtype: the resize arithmetic ("float64" bit for bit with utils.resize_image; "float32"
+        for LiteRT, where a truncation flips on < 0.3% of the pixels).
     Returns (molded [batch, h, w, C] float32, image_meta [batch, IMAGE_META_SIZE] float32,
     window [4] int32 (y1, x1, y2, x2) pixels of the real image in the molded one).
     """
@@ -162,9 +199,8 @@ def mold_images_graph(images, config):
     batch, height, width = shape[0], shape[1], shape[2]
     scale, new_h, new_w, top, left, molded_h, molded_w = resize_geometry(height, width, config)
     pixels = tf.cast(images, tf.float32)
-    resized = resize_bilinear(pixels, new_h, new_w)
     # matterport's astype(uint8) truncates.
-    resized = tf.floor(resized)
+    resized = tf.cast(tf.floor(resize_bilinear(pixels, new_h, new_w, dtype)), tf.float32)
     # At scale 1 the taps are the identity (coordinate o, weight 1), as resize_image
     # skipping the resize gives.
     channels = config.IMAGE_CHANNEL_COUNT
@@ -184,7 +220,7 @@ def mold_images_graph(images, config):
 
 
 # ---------------------------------------------------------------------------- unmold
-def unmold_detections_graph(detections, masks, window, molded_hw, image_hw):
+def unmold_detections_graph(detections, masks, window, molded_hw, image_hw, dtype="float64"):
     """Pixel results from the inference model's outputs, as ``MaskRCNN.unmold_detections``.
 
     detections: [batch, D, (y1, x1, y2, x2, class_id, score)] float32 normalized to the
@@ -192,6 +228,7 @@ def unmold_detections_graph(detections, masks, window, molded_hw, image_hw):
     masks: [batch, D, mh, mw, NUM_CLASSES] float32 sigmoid masks.
     window: [4] int32 pixels of the real image in the molded one.
     molded_hw, image_hw: [2] int32, molded and input image sizes.
+    dtype: the mask resize arithmetic (see linear_resize_taps).
     Returns a dict of OUTPUT_NAMES (see the module docstring).
     """
     import tensorflow as tf
@@ -236,15 +273,16 @@ def unmold_detections_graph(detections, masks, window, molded_hw, image_hw):
     # Each instance's mask of its class: [B, n, mh, mw].
     masks = tf.transpose(masks, [0, 1, 4, 2, 3])
     masks = tf.gather(masks, class_ids, batch_dims=2)
-    full = paste_masks_graph(masks, boxes, image_h, image_w)
+    full = paste_masks_graph(masks, boxes, image_h, image_w, dtype)
     full = tf.cast(full & tf.reshape(rows, [tf.shape(rows)[0], n, 1, 1]), tf.uint8)
     return {"boxes": boxes, "class_ids": class_ids, "scores": scores,
             "num_detections": num, "masks": full}
 
 
-def paste_masks_graph(masks, boxes, image_h, image_w):
+def paste_masks_graph(masks, boxes, image_h, image_w, dtype="float64"):
     """``utils.unmold_mask`` for a batch of boxes: resize each mask to its box, >= 0.5.
 
+    dtype: the resize arithmetic (see linear_resize_taps; "float64" is bit for bit).
     masks: [B, n, mh, mw] float32 probabilities. boxes: [B, n, (y1, x1, y2, x2)] int32
     pixels (y2, x2 exclusive). image_h, image_w: scalar int32.
     Returns [B, n, image_h, image_w] bool; False outside each box.
@@ -255,19 +293,19 @@ def paste_masks_graph(masks, boxes, image_h, image_w):
     flat_masks = tf.reshape(masks, [b * n, mh, mw])
     flat_boxes = tf.reshape(boxes, [b * n, 4])
     y1, x1, y2, x2 = tf.unstack(flat_boxes, axis=1)
-    r0, r1, wr0, wr1 = linear_resize_taps(mh, y2 - y1, offset=y1, length=image_h)
-    c0, c1, wc0, wc1 = linear_resize_taps(mw, x2 - x1, offset=x1, length=image_w)
-    wr0, wr1 = tf.expand_dims(wr0, -1), tf.expand_dims(wr1, -1)
-    wc0, wc1 = tf.expand_dims(wc0, 1), tf.expand_dims(wc1, 1)
-    rows = (tf.gather(flat_masks, r0, batch_dims=1) * wr0
-            + tf.gather(flat_masks, r1, batch_dims=1) * wr1)  # [bn, H, mw]
-    cols = (tf.gather(rows, c0, axis=2, batch_dims=1) * wc0
-            + tf.gather(rows, c1, axis=2, batch_dims=1) * wc1)  # [bn, H, W]
-    # skimage's clip=True: into each mask's [min, max] (this lifts the zero-blended border
-    # of the box, so it matters), then the threshold, inside the box only.
+    r0, r1, wr0, wr1 = linear_resize_taps(mh, y2 - y1, offset=y1, length=image_h, dtype=dtype)
+    c0, c1, wc0, wc1 = linear_resize_taps(mw, x2 - x1, offset=x1, length=image_w, dtype=dtype)
+    wr0, wr1 = tf.expand_dims(wr0, -1), tf.expand_dims(wr1, -1)  # [bn, H, 1]
+    wc0, wc1 = tf.expand_dims(wc0, 1), tf.expand_dims(wc1, 1)  # [bn, 1, W]
+    values = tf.cast(flat_masks, dtype)
+    resized = _blend(tf.gather(values, r0, batch_dims=1), tf.gather(values, r1, batch_dims=1),
+                     c0, c1, wr0, wr1, wc0, wc1, axis=2, batch_dims=1)  # [bn, H, W]
+    # skimage: float32 in, float32 out; then clip=True into each mask's [min, max] (this
+    # lifts the zero-blended border of the box, so it matters), then the threshold, inside
+    # the box only.
     low = tf.reduce_min(flat_masks, axis=[1, 2], keepdims=True)
     high = tf.reduce_max(flat_masks, axis=[1, 2], keepdims=True)
-    full = tf.clip_by_value(cols, low, high) >= 0.5
+    full = _clip(tf.cast(resized, tf.float32), low, high) >= 0.5
     positions_y = tf.expand_dims(tf.range(image_h), 0)
     positions_x = tf.expand_dims(tf.range(image_w), 0)
     in_y = (positions_y >= tf.expand_dims(y1, 1)) & (positions_y < tf.expand_dims(y2, 1))
@@ -289,31 +327,40 @@ def _serving_model_class():
         inference_model: the Keras inference graph of ``MaskRCNN`` (molded image and image
         meta in; detections first and padded masks fourth among its outputs).
         config: the model's Config (resize mode and sizes, MEAN_PIXEL, NUM_CLASSES).
+        resize_dtype: "float64" (bit for bit with mrcnn.resizing) or "float32" (LiteRT).
         """
 
-        def __init__(self, inference_model, config, **kwargs):
+        def __init__(self, inference_model, config, resize_dtype="float64", **kwargs):
             super().__init__(**kwargs)
             resize_geometry(tf.constant(2), tf.constant(2), config)  # validates the mode
             self.inference_model = inference_model
             self.mrcnn_config = config
+            self.resize_dtype = resize_dtype
             self.built = True  # its one sublayer, the inference model, is built
 
         def call(self, images):
-            molded, meta, window = mold_images_graph(images, self.mrcnn_config)
+            molded, meta, window = mold_images_graph(images, self.mrcnn_config,
+                                                     self.resize_dtype)
             outputs = self.inference_model([molded, meta], training=False)
             detections, mrcnn_mask = outputs[0], outputs[3]
             molded_hw = tf.shape(molded)[1:3]
             image_hw = tf.shape(images)[1:3]
             return unmold_detections_graph(tf.cast(detections, tf.float32),
                                            tf.cast(mrcnn_mask, tf.float32),
-                                           window, molded_hw, image_hw)
+                                           window, molded_hw, image_hw, self.resize_dtype)
 
     return ServingModel
 
 
-def serving_model(inference_model, config):
-    """A keras.Model whose ``call(images)`` runs molding, the network and unmolding."""
-    return _serving_model_class()(inference_model, config, name="mask_rcnn_serving")
+def serving_model(inference_model, config, resize_dtype="float64"):
+    """A keras.Model whose ``call(images)`` runs molding, the network and unmolding.
+
+    resize_dtype: "float64" (bit for bit with mrcnn.resizing) or "float32" (TFLite has no
+    float64 kernels)."""
+    if resize_dtype not in ("float64", "float32"):
+        raise ValueError(f"resize_dtype must be 'float64' or 'float32', got {resize_dtype!r}")
+    return _serving_model_class()(inference_model, config, resize_dtype,
+                                  name="mask_rcnn_serving")
 
 
 def input_signature(config, batch_size=None):
@@ -359,7 +406,8 @@ def export_model(inference_model, config, path, format="tf_saved_model"):
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
     path = os.fspath(path)
-    model = serving_model(inference_model, config)
+    model = serving_model(inference_model, config,
+                          resize_dtype="float32" if format == "litert" else "float64")
     if format == "tf_saved_model":
         model.export(path, format="tf_saved_model", input_signature=input_signature(config),
                      verbose=False)
