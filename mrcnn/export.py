@@ -26,10 +26,10 @@ The resize is separable and each output row/column blends two input rows/columns
 done by two gathers and weighted sums: cheap, and every runtime has Gather. Unmolding pastes
 each 28x28 mask into its box the same way (``utils.unmold_mask``: resize to the box, >= 0.5).
 
-Float32 arithmetic in the graph (TFLite has no float64) against float64 in skimage can move
-a resized value that lands within ~1e-5 of an integer to the other side of the truncation
-(the tap positions are exact: integer arithmetic); tests/test_export.py bounds that to one
-level on < 0.3% of the molded pixels (float32, LiteRT), and holds each format to detect().
+The resize arithmetic is float64 in skimage's order of operations, bit for bit with
+``mrcnn.resizing`` (SavedModel, ONNX). TFLite has no float64 kernels: the LiteRT graph
+resizes in float32 (exact tap positions by integer arithmetic), which moves a value lying
+within ~1e-5 of an integer across the truncation on < 0.3% of the molded pixels.
 """
 import logging
 import os
