@@ -9,6 +9,9 @@ runs on the real detections only); the image is scikit-image's astronaut photo.
 --detections N fixes that number: the background logit is pushed down so that every ROI
 is a candidate, and the confidence threshold is set between the N-th and (N+1)-th score
 (default 100, DETECTION_MAX_INSTANCES: the mask head on every slot, the slowest case).
+--nms-method / --resize-method pick Config.NMS_METHOD / IMAGE_RESIZE_METHOD (default:
+matterport's results); --compare-fast also times a second model with the same weights and
+the fast options ("combined", "opencv"), alternately with the first.
 
 Baselines measured in the same process (the machine's speed drifts by tens of percent
 between sessions, so only same-process ratios compare):
@@ -55,6 +58,14 @@ def parse_args(argv=None):
                         help="detections per image, 1..100 (see the module doc)")
     parser.add_argument("--inter-op-threads", type=int, default=0,
                         help="TensorFlow inter-op threads (0: TensorFlow's default)")
+    parser.add_argument("--nms-method", default="standard", choices=["standard", "combined"],
+                        help="Config.NMS_METHOD of the timed model")
+    parser.add_argument("--resize-method", default="exact", choices=["exact", "opencv"],
+                        help="Config.IMAGE_RESIZE_METHOD of the timed model")
+    parser.add_argument("--compare-fast", action="store_true",
+                        help="also time, alternately in the same process, a second model with "
+                             "the same weights and the fast, not-matterport options "
+                             "(NMS_METHOD 'combined', IMAGE_RESIZE_METHOD 'opencv')")
     parser.add_argument("--no-baseline", action="store_true",
                         help="skip the same-process baselines (variables graph, FLOP floor)")
     return parser.parse_args(argv)
@@ -86,6 +97,12 @@ def main(argv=None):
         ROI_ALIGN_MODE = args.roi_align
         DETECTION_MAX_INSTANCES = 100
         DETECTION_MIN_CONFIDENCE = 0.0
+        NMS_METHOD = args.nms_method
+        IMAGE_RESIZE_METHOD = args.resize_method
+
+    class FastConfig(BenchConfig):
+        NMS_METHOD = "combined"
+        IMAGE_RESIZE_METHOD = "opencv"
 
     config = BenchConfig()
     with tempfile.TemporaryDirectory() as logs:
@@ -112,7 +129,17 @@ def main(argv=None):
                 model._predict_fn = direct
                 model.detect(images)  # traces and freezes the direct-convolution graph
             predictors["direct"] = direct
+    fast_model = None
+    if args.compare_fast:
+        with tempfile.TemporaryDirectory() as logs:
+            fast_model = MaskRCNN("inference", FastConfig(), logs)
+        fast_model.keras_model.set_weights(model.keras_model.get_weights())
+        fast_model.keras_model.get_layer("mrcnn_detection").min_confidence = \
+            model.keras_model.get_layer("mrcnn_detection").min_confidence
+        fast_model.detect(images)
+        fast_model.detect(images)
     times = {name: [] for name in predictors}
+    times["fast_options"] = []
     matmul_rates = []
     for run in range(args.warmup + args.runs):
         for name, predictor in predictors.items():  # alternate, so that drift hits both
@@ -121,6 +148,11 @@ def main(argv=None):
             model.detect(images)
             if run >= args.warmup:
                 times[name].append((time.perf_counter() - t0) / args.batch)
+        if fast_model is not None:
+            t0 = time.perf_counter()
+            fast_model.detect(images)
+            if run >= args.warmup:
+                times["fast_options"].append((time.perf_counter() - t0) / args.batch)
         if run >= args.warmup and not args.no_baseline:
             matmul_rates.append(matmul_gflops_per_s(args.precision, runs=3))
     model._predict_fn = predictors["default"]
@@ -132,6 +164,8 @@ def main(argv=None):
         "batch": args.batch,
         "precision": args.precision,
         "roi_align": args.roi_align,
+        "nms_method": args.nms_method,
+        "resize_method": args.resize_method,
         "image": args.image,
         "runs": args.runs,
         "warmup": args.warmup,
@@ -152,6 +186,10 @@ def main(argv=None):
         "detections": int(len(model.detect([image])[0]["class_ids"])),
         "image_shape": list(np.asarray(image).shape),
     }
+    if fast_model is not None:
+        fast = statistics.median(times["fast_options"])
+        result["fast_options_median_s_per_image"] = fast
+        result["ratio_default_to_fast_options"] = result["median_s_per_image"] / fast
     if not args.no_baseline:
         median = result["median_s_per_image"]
         variables = statistics.median(times["variables"])

@@ -16,6 +16,8 @@ BACKBONES = ("resnet50", "resnet101")
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 NORMALIZATIONS = ("batch", "group")
 ROI_ALIGN_MODES = ("crop_and_resize", "paper")
+RESIZE_METHODS = ("exact", "opencv")
+NMS_METHODS = ("standard", "combined")
 LOSS_NAMES = (
     "rpn_class_loss",
     "rpn_bbox_loss",
@@ -110,6 +112,10 @@ class Config:
     IMAGE_MAX_DIM = 1024
     # Minimum scaling ratio, checked after MIN_DIM (e.g. 2 to double small images).
     IMAGE_MIN_SCALE = 0
+    # How images are scaled: "exact" gives matterport's pixels bit for bit (skimage's bilinear
+    # resize with a zero border, truncated to the image dtype); "opencv" is faster but rounds
+    # and replicates the border, so detections from matterport weights can differ.
+    IMAGE_RESIZE_METHOD = "exact"
 
     # Image channels: 3 for RGB. Changing it means conv1 cannot use pretrained weights.
     IMAGE_CHANNEL_COUNT = 3
@@ -149,6 +155,13 @@ class Config:
 
     # Non-maximum suppression threshold for detections (per class).
     DETECTION_NMS_THRESHOLD = 0.3
+
+    # NMS of proposals and detections: "standard" is matterport's tf.image.non_max_suppression
+    # (equal scores in index order, so the same proposals and detections from the same weights;
+    # confident RPNs give hundreds of anchors a probability of exactly 1.0). "combined" uses
+    # tf.image.combined_non_max_suppression: faster on CPU, but equal scores come out in
+    # another order.
+    NMS_METHOD = "standard"
 
     # Learning rate and momentum of SGD.
     LEARNING_RATE = 0.001
@@ -237,6 +250,8 @@ class Config:
         _check_choice("IMAGE_RESIZE_MODE", self.IMAGE_RESIZE_MODE, RESIZE_MODES)
         _check_choice("NORMALIZATION", self.NORMALIZATION, NORMALIZATIONS)
         _check_choice("ROI_ALIGN_MODE", self.ROI_ALIGN_MODE, ROI_ALIGN_MODES)
+        _check_choice("IMAGE_RESIZE_METHOD", self.IMAGE_RESIZE_METHOD, RESIZE_METHODS)
+        _check_choice("NMS_METHOD", self.NMS_METHOD, NMS_METHODS)
 
         strides = list(self.BACKBONE_STRIDES)
         if not strides or any(not isinstance(s, numbers.Integral) or s < 1 for s in strides):

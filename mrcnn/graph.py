@@ -104,7 +104,7 @@ def proposal_layer(config, proposal_count):
     return ProposalLayer(
         proposal_count=proposal_count, nms_threshold=config.RPN_NMS_THRESHOLD,
         pre_nms_limit=config.PRE_NMS_LIMIT, rpn_bbox_std_dev=list(config.RPN_BBOX_STD_DEV),
-        name="ROI")
+        nms_method=config.NMS_METHOD, name="ROI")
 
 
 def roi_align(name, pool_size, config):
@@ -170,6 +170,7 @@ def build_inference_model(config):
             min_confidence=config.DETECTION_MIN_CONFIDENCE,
             nms_threshold=config.DETECTION_NMS_THRESHOLD,
             bbox_std_dev=list(config.BBOX_STD_DEV),
+            nms_method=config.NMS_METHOD,
             name="mrcnn_detection")([rpn_rois, mrcnn_class, mrcnn_bbox, input_image_meta])
         # The mask head runs on the real detections only (n per image, the batch's
         # largest count); the masks are zero-padded back to DETECTION_MAX_INSTANCES slots.

@@ -122,7 +122,8 @@ class MaskRCNN:
         for image in images:
             molded, window, scale, _, _ = utils.resize_image(
                 image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
-                max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
+                max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE,
+                method=config.IMAGE_RESIZE_METHOD)
             molded = mold_image(molded, config)
             meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
                                       np.zeros([config.NUM_CLASSES], dtype=np.int32))

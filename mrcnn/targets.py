@@ -43,6 +43,19 @@ def _generator(rng):
 
 
 # ----------------------------------------------------------------------- load_image_gt
+def _check_class_ids(dataset, image_id, class_ids, num_classes):
+    """Raise ValueError naming the image, the id and NUM_CLASSES for an id outside
+    [1, NUM_CLASSES) (negative ids mark crowds: -NUM_CLASSES < id <= -1 is valid)."""
+    bad = class_ids[(np.abs(class_ids) < 1) | (np.abs(class_ids) >= num_classes)]
+    if bad.size:
+        info = dataset.image_info[image_id] if image_id < len(dataset.image_info) else {}
+        where = info.get("path") or info.get("id", "")
+        raise ValueError(
+            f"image {image_id} ({where}): load_mask returned class id {int(bad[0])}, outside "
+            f"[1, NUM_CLASSES), and NUM_CLASSES is {num_classes} (all bad ids: "
+            f"{sorted(set(bad.tolist()))}; negative ids mark crowds)")
+
+
 def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=False, rng=None):
     """Load an image and its instances, resized per the config and optionally augmented.
 
@@ -84,11 +97,13 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=Fa
         mask, class_ids = utils.validate_instance_masks(image.shape, mask, class_ids)
     except ValueError as err:
         raise ValueError(f"image {image_id}: {err}") from None
+    _check_class_ids(dataset, image_id, class_ids, config.NUM_CLASSES)
 
     original_shape = image.shape
     image, window, scale, padding, crop = utils.resize_image(
         image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
-        min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE, rng=rng)
+        min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE, rng=rng,
+        method=config.IMAGE_RESIZE_METHOD)
     if mask.shape[-1]:
         mask = utils.resize_mask(mask, scale, padding, crop)
     else:

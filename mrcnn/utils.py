@@ -103,22 +103,38 @@ def compute_overlaps(boxes1, boxes2):
 
 
 def compute_overlaps_masks(masks1, masks2):
-    """Pairwise IoU of two sets of instance masks.
+    """Pairwise IoU of two sets of instance masks, in matterport's float32.
 
-    masks1: [H, W, N1], masks2: [H, W, N2], bool or 0/1, same H and W.
+    masks1: [H, W, N1], masks2: [H, W, N2], bool or 0/1 (> 0.5 is inside), same H and W.
 
-    Returns: [N1, N2] float64 mask IoU (zeros when either set is empty).
+    Returns: [N1, N2] float32 mask IoU (zeros when either set is empty, 0 where both masks
+    are empty). As matterport: pixel counts and intersections are exact, the division is
+    float32, so an IoU of 17/20 is float32(0.85) = 0.85000002, which is *not* below the
+    threshold 0.8500000000000002 of np.arange(0.5, 1.0, 0.05) (float64 17/20 would be).
     """
     masks1, masks2 = np.asarray(masks1), np.asarray(masks2)
     if masks1.shape[-1] == 0 or masks2.shape[-1] == 0:
-        return np.zeros((masks1.shape[-1], masks2.shape[-1]))
+        return np.zeros((masks1.shape[-1], masks2.shape[-1]), dtype=np.float32)
     if masks1.shape[:2] != masks2.shape[:2]:
         raise ValueError(f"masks1 {masks1.shape} and masks2 {masks2.shape} differ in H, W")
-    flat1 = (masks1.reshape(-1, masks1.shape[-1]) > 0.5).astype(np.float64)
-    flat2 = (masks2.reshape(-1, masks2.shape[-1]) > 0.5).astype(np.float64)
-    inter = flat1.T @ flat2
+    flat1 = (masks1.reshape(-1, masks1.shape[-1]) > 0.5).astype(np.float32)
+    flat2 = (masks2.reshape(-1, masks2.shape[-1]) > 0.5).astype(np.float32)
+    # float64 products: exact counts for any image size (float32 is exact below 2**24 pixels,
+    # where matterport's float32 dot gives the same integers).
+    inter = (flat1.T.astype(np.float64) @ flat2.astype(np.float64)).astype(np.float32)
     union = flat1.sum(axis=0)[:, None] + flat2.sum(axis=0)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1.0), 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(union > 0, inter / union, np.float32(0.0)).astype(np.float32)
+
+
+def score_order(scores):
+    """matterport's ranking of predictions: ``np.argsort(scores)[::-1]``.
+
+    scores: [N] float. Returns [N] int indices, highest score first. Equal scores come out
+    in the order NumPy's default (quick)sort leaves them, reversed, exactly as matterport's
+    compute_matches visits them; evaluation and visualization both use this order.
+    """
+    return np.argsort(np.asarray(scores))[::-1]
 
 
 def non_max_suppression(boxes, scores, threshold):
@@ -267,28 +283,30 @@ def compute_backbone_shapes(config, image_shape):
 # --------------------------------------------------------------------------- evaluation
 def compute_matches(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores,
                     pred_masks, iou_threshold=0.5, score_threshold=0.0):
-    """Greedy matching of predictions to ground truth by mask IoU.
+    """Greedy matching of predictions to ground truth by mask IoU, as matterport matches.
 
     gt_boxes: [G, 4], gt_class_ids: [G], gt_masks: [H, W, G]. pred_boxes: [P, 4],
     pred_class_ids: [P], pred_scores: [P], pred_masks: [H, W, P]. All-zero box rows
     (padding) are dropped with their masks.
 
-    Predictions are visited by descending score; each takes the unmatched ground
-    truth of the same class with the highest IoU >= iou_threshold. Predictions whose
-    score is below score_threshold are left unmatched (matterport compared this
-    threshold to the IoU instead).
+    Predictions are visited in ``score_order`` (matterport's argsort, ties included); each
+    takes, among the ground truths ranked by ``np.argsort(iou)[::-1]``, the first unmatched
+    one until the float32 IoU (compute_overlaps_masks) is below ``iou_threshold`` (compared
+    as given: a float64 threshold compares in float64), if its class is the prediction's.
+    Predictions whose score is below score_threshold are left unmatched (matterport compared
+    this threshold to the IoU instead; the default 0 gives the same result either way).
 
     Returns:
         gt_match: [G] int32, index of the matched prediction (in sorted order) or -1.
         pred_match: [P] int32, index of the matched ground truth or -1, in sorted order.
-        overlaps: [P, G] float64 mask IoU, predictions in sorted order.
+        overlaps: [P, G] float32 mask IoU, predictions in sorted order.
     """
     gt_boxes = trim_zeros(np.asarray(gt_boxes).reshape(-1, 4))
     gt_class_ids = np.asarray(gt_class_ids)[:gt_boxes.shape[0]]
     gt_masks = np.asarray(gt_masks)[..., :gt_boxes.shape[0]]
     pred_boxes = trim_zeros(np.asarray(pred_boxes).reshape(-1, 4))
     count = pred_boxes.shape[0]
-    order = np.argsort(-np.asarray(pred_scores, dtype=np.float64)[:count], kind="stable")
+    order = score_order(np.asarray(pred_scores)[:count])
     pred_class_ids = np.asarray(pred_class_ids)[:count][order]
     pred_scores = np.asarray(pred_scores)[:count][order]
     pred_masks = np.asarray(pred_masks)[..., :count][..., order]
@@ -299,13 +317,14 @@ def compute_matches(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids
     for i in range(count):
         if pred_scores[i] < score_threshold:
             continue
-        for j in np.argsort(-overlaps[i], kind="stable"):
+        for j in np.argsort(overlaps[i])[::-1]:
+            if gt_match[j] > -1:
+                continue
             if overlaps[i, j] < iou_threshold:
                 break
-            if gt_match[j] > -1 or pred_class_ids[i] != gt_class_ids[j]:
-                continue
-            gt_match[j], pred_match[i] = i, j
-            break
+            if pred_class_ids[i] == gt_class_ids[j]:
+                gt_match[j], pred_match[i] = i, j
+                break
     return gt_match, pred_match, overlaps
 
 
@@ -317,26 +336,28 @@ def compute_ap(gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pre
 
     Returns: (mAP float, precisions [P + 2], recalls [P + 2], overlaps [P, G]).
     precisions/recalls are padded with (0, 0) and (0, 1) at the ends and precisions are
-    made non-increasing. With no ground truth, recall is taken as 0 (AP 0).
+    made non-increasing; recalls are float32 quotients, as matterport's. With no ground
+    truth, recall is taken as 0 (AP 0; matterport divides by zero).
     """
     gt_match, pred_match, overlaps = compute_matches(
         gt_boxes, gt_class_ids, gt_masks, pred_boxes, pred_class_ids, pred_scores, pred_masks,
         iou_threshold)
     hits = np.cumsum(pred_match > -1)
     precisions = hits / (np.arange(len(pred_match)) + 1)
-    recalls = hits.astype(np.float64) / max(len(gt_match), 1)
-    precisions = np.concatenate([[0.0], precisions, [0.0]])
-    recalls = np.concatenate([[0.0], recalls, [1.0]])
+    recalls = hits.astype(np.float32) / max(len(gt_match), 1)
+    precisions = np.concatenate([[0], precisions, [0]])
+    recalls = np.concatenate([[0], recalls, [1]])
     precisions = np.maximum.accumulate(precisions[::-1])[::-1]
-    steps = np.flatnonzero(recalls[1:] != recalls[:-1]) + 1
+    steps = np.flatnonzero(recalls[:-1] != recalls[1:]) + 1
     m_ap = float(np.sum((recalls[steps] - recalls[steps - 1]) * precisions[steps]))
     return m_ap, precisions, recalls, overlaps
 
 
 def compute_ap_range(gt_box, gt_class_id, gt_mask, pred_box, pred_class_id, pred_score,
                      pred_mask, iou_thresholds=None, verbose=1):
-    """Mean of compute_ap over IoU thresholds (default 0.5:0.95:0.05, COCO style).
+    """Mean of compute_ap over IoU thresholds (default np.arange(0.5, 1.0, 0.05), COCO style).
 
+    The thresholds are used as they come (0.8500000000000002, not 0.85), as matterport does.
     Logs each AP at INFO level when ``verbose``. Returns: float.
     """
     if iou_thresholds is None:
@@ -348,7 +369,7 @@ def compute_ap_range(gt_box, gt_class_id, gt_mask, pred_box, pred_class_id, pred
         if verbose:
             logger.info("AP @%.2f:\t %.3f", threshold, ap)
         aps.append(ap)
-    mean = float(np.mean(aps))
+    mean = float(np.array(aps).mean())
     if verbose:
         logger.info("AP @%.2f-%.2f:\t %.3f", iou_thresholds[0], iou_thresholds[-1], mean)
     return mean
@@ -357,14 +378,30 @@ def compute_ap_range(gt_box, gt_class_id, gt_mask, pred_box, pred_class_id, pred
 def compute_recall(pred_boxes, gt_boxes, iou):
     """Share of ground-truth boxes hit by some prediction with IoU >= ``iou``.
 
-    pred_boxes: [P, (y1, x1, y2, x2)], gt_boxes: [G, (y1, x1, y2, x2)].
+    pred_boxes: [P, (y1, x1, y2, x2)], gt_boxes: [G, (y1, x1, y2, x2)]. The IoU is computed
+    in the boxes' own arithmetic, as matterport's compute_overlaps does: float32 boxes give
+    float32 IoU, integer boxes float64.
 
     Returns: (recall float in [0, 1] (0 when G == 0), positive_ids [K] int indices of the
     predictions whose best IoU is >= iou).
     """
-    overlaps = compute_overlaps(pred_boxes, gt_boxes)
-    if overlaps.size == 0:
+    pred = np.asarray(pred_boxes)
+    gt = np.asarray(gt_boxes)
+    dtype = np.result_type(pred.dtype, gt.dtype)
+    if not np.issubdtype(dtype, np.floating):
+        dtype = np.float64
+    pred = _as_boxes(pred, "pred_boxes").astype(dtype)
+    gt = _as_boxes(gt, "gt_boxes").astype(dtype)
+    if pred.shape[0] == 0 or gt.shape[0] == 0:
         return 0.0, np.zeros((0,), dtype=np.int64)
+    area_p, area_g = _areas(pred), _areas(gt)
+    inter_h = np.maximum(np.minimum(pred[:, None, 2], gt[None, :, 2])
+                         - np.maximum(pred[:, None, 0], gt[None, :, 0]), 0)
+    inter_w = np.maximum(np.minimum(pred[:, None, 3], gt[None, :, 3])
+                         - np.maximum(pred[:, None, 1], gt[None, :, 1]), 0)
+    inter = inter_w * inter_h
+    with np.errstate(invalid="ignore", divide="ignore"):
+        overlaps = inter / (area_g[None, :] + area_p[:, None] - inter)
     best = overlaps.max(axis=1)
     positive_ids = np.flatnonzero(best >= iou)
     matched = set(overlaps.argmax(axis=1)[positive_ids].tolist())

@@ -400,7 +400,7 @@ def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_clas
     gt_keep = np.any(gt_box != 0, axis=1)
     gt_box, gt_class_id, gt_mask = gt_box[gt_keep], gt_class_id[gt_keep], gt_mask[:, :, gt_keep]
     order = np.flatnonzero(np.any(pred_box != 0, axis=1))
-    order = order[np.argsort(-pred_score[order], kind="stable")]
+    order = order[utils.score_order(pred_score[order])]
     pred_box, pred_class_id = pred_box[order], pred_class_id[order]
     pred_score, pred_mask = pred_score[order], pred_mask[:, :, order]
 

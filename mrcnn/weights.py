@@ -11,8 +11,12 @@ Keras 2 use, and what :func:`save_weights_h5` writes):
   ``conv1/kernel:0``; a nested model stores its inner layers' names, e.g.
   ``rpn_model/rpn_conv_shared/kernel:0``.
 
+Keras 3 native ``.weights.h5`` files (what ``keras_model.save_weights`` writes) load the
+same way, whole or by name with ``exclude``: each layer's group there carries the layer's
+name (attr ``name`` of ``<path>/vars``), its weights are ``vars/0``, ``vars/1``, ... in
+``layer.weights`` order, and a nested model keeps its inner layers under ``layers/``.
+
 Only h5py reads the file: no pickle, nothing from the file is executed.
-Keras 3 native ``.weights.h5`` files are accepted for a plain full load.
 """
 import logging
 import os
@@ -195,9 +199,9 @@ def load_weights_h5(model, filepath, by_name=False, exclude=None, rename=None):
 
     Raises:
         FileNotFoundError: no file at ``filepath``.
-        ValueError: not an HDF5 file; a weight count or shape that differs
-            (naming the layer, the weight and both shapes); layers missing with
-            ``by_name=False``; a Keras 3 native file with ``by_name`` or ``exclude``.
+        ValueError: not an HDF5 file; a weight count that differs; weight shapes that
+            differ (one message naming every such layer, each weight and both shapes, and
+            the ``exclude`` list that loads the rest); layers missing with ``by_name=False``.
     """
     filepath = os.fspath(filepath)
     exclude = _normalize_exclude(exclude)
@@ -242,7 +246,7 @@ def _plan_legacy(root, model_layers, filepath, by_name, exclude, rename):
     """Check the file against the model; return ([(variable, value)], report)."""
     file_layers = _read_str_list(root.attrs, "layer_names")
     excluded = set(exclude)
-    plan, loaded, skipped, seen = [], [], [], set()
+    plan, loaded, skipped, seen, mismatched = [], [], [], set(), {}
     for file_name in file_layers:
         if file_name not in root:
             continue
@@ -265,16 +269,14 @@ def _plan_legacy(root, model_layers, filepath, by_name, exclude, rename):
                 f"the model layer has {len(variables)} {weight_names(layer)}"
             )
         order = _match_order(names, weight_names(layer))
-        for var, idx in zip(variables, order):
-            value = np.asarray(group[names[idx]])
-            if tuple(value.shape) != tuple(var.shape):
-                raise ValueError(
-                    f"layer {name!r} weight {names[idx]!r}: shape {tuple(value.shape)} in file "
-                    f"{filepath!r} but {tuple(var.shape)} in the model "
-                    f"(different NUM_CLASSES or backbone? use by_name=True with exclude=[{name!r}, ...])"
-                )
-            plan.append((var, value.astype(var.dtype)))
+        values = [np.asarray(group[names[idx]]) for idx in order]
+        bad = _shape_mismatches(variables, values, [names[idx] for idx in order])
+        if bad:
+            mismatched[name] = bad
+            continue
+        plan.extend((var, value.astype(var.dtype)) for var, value in zip(variables, values))
         loaded.append(name)
+    _raise_mismatches(mismatched, filepath)
 
     missing = [n for n in model_layers if n not in seen and n not in excluded]
     if not by_name and (missing or skipped):
@@ -292,14 +294,116 @@ def _plan_legacy(root, model_layers, filepath, by_name, exclude, rename):
     return plan, report
 
 
+def _shape_mismatches(variables, values, names):
+    """['name: file shape -> model shape', ...] for the values whose shape differs."""
+    return [f"{n} {tuple(v.shape)} in the file, {tuple(var.shape)} in the model"
+            for var, v, n in zip(variables, values, names) if tuple(v.shape) != tuple(var.shape)]
+
+
+def _raise_mismatches(mismatched, filepath):
+    """One ValueError naming every layer whose weight shapes differ, suggesting ``exclude``."""
+    if not mismatched:
+        return
+    details = "; ".join(f"{layer}: {', '.join(bad)}" for layer, bad in mismatched.items())
+    raise ValueError(
+        f"{filepath!r}: the weights of {len(mismatched)} layer(s) differ in shape from the "
+        f"model: {details}. A different NUM_CLASSES (or backbone) than the file's? Load the "
+        f"rest with load_weights(path, by_name=True, exclude={list(mismatched)!r})"
+    )
+
+
+def _native_groups(f):
+    """{top-level layer name: {owner layer name: [h5py datasets in weight order]}}.
+
+    Reads a Keras 3 ``.weights.h5`` file: ``layers/<key>/vars`` (attr ``name``) holds a
+    layer's own weights ``0, 1, ...``; a nested model has its layers under ``layers/<key>/
+    layers/``. Layers without weights are left out.
+    """
+    def own(group):
+        vars_group = group.get("vars")
+        if vars_group is None:
+            return None, []
+        name = vars_group.attrs.get("name")
+        return (None if name is None else _decode(name),
+                [vars_group[str(i)] for i in range(len(vars_group))])
+
+    def collect(group, into):
+        name, values = own(group)
+        if name is not None and values:
+            into[name] = values
+        for key in (group.get("layers") or {}):
+            collect(group["layers"][key], into)
+
+    layers = {}
+    for key in f["layers"]:
+        name, _ = own(f["layers"][key])
+        if name is None:
+            continue
+        owners = {}
+        collect(f["layers"][key], owners)
+        if owners:
+            layers[name] = owners
+    return layers
+
+
+def _owned_weights(layer):
+    """[(owner layer name, index in the owner's weights, variable)] in ``layer.weights`` order."""
+    if isinstance(layer, keras.Model):
+        out = []
+        for inner in layer.layers:
+            out.extend(_owned_weights(inner))
+        return out
+    return [(layer.name, i, var) for i, var in enumerate(layer.weights)]
+
+
 def _load_native(model, filepath, by_name, exclude, model_layers):
-    if by_name or exclude:
+    """Plan, check and assign a Keras 3 native file, with load_weights_h5's rules."""
+    excluded = set(exclude)
+    plan, loaded, skipped, mismatched = [], [], [], {}
+    with h5py.File(filepath, "r") as f:
+        file_layers = _native_groups(f)
+        for name, owners in file_layers.items():
+            if name in excluded:
+                continue
+            layer = model_layers.get(name)
+            if layer is None:
+                skipped.append(name)
+                continue
+            owned = _owned_weights(layer)
+            if len(owned) != len(layer.weights) or sum(map(len, owners.values())) != len(owned):
+                raise ValueError(
+                    f"layer {name!r}: {filepath!r} holds {sum(map(len, owners.values()))} "
+                    f"weights, the model layer has {len(layer.weights)} {weight_names(layer)}")
+            try:
+                values = [np.asarray(owners[owner][i]) for owner, i, _ in owned]
+            except (KeyError, IndexError):
+                raise ValueError(
+                    f"layer {name!r}: the inner layers in {filepath!r} ({sorted(owners)}) are not "
+                    f"the model's ({sorted({o for o, _, _ in owned})})") from None
+            variables = [var for _, _, var in owned]
+            bad = _shape_mismatches(variables, values, [f"{o}/{i}" for o, i, _ in owned])
+            if bad:
+                mismatched[name] = bad
+                continue
+            plan.extend((var, value.astype(var.dtype)) for var, value in zip(variables, values))
+            loaded.append(name)
+    _raise_mismatches(mismatched, filepath)
+    missing = [n for n in model_layers if n not in file_layers and n not in excluded]
+    if not by_name and (missing or skipped):
         raise ValueError(
-            f"{filepath!r} is a Keras 3 native weights file, which loads only as a whole: "
-            "by_name and exclude need the legacy layout (save it with mrcnn.weights.save_weights_h5)"
-        )
-    if not filepath.endswith(".weights.h5"):
-        raise ValueError(f"a Keras 3 native weights file must be named '*.weights.h5', got {filepath!r}")
-    model.load_weights(filepath)
-    logger.info("Loaded Keras 3 native weights from %s", filepath)
-    return {"loaded": list(model_layers), "skipped_in_file": [], "missing_in_file": [], "excluded": []}
+            f"{filepath!r} does not hold the same weighted layers as the model (by_name=False): "
+            f"model layers missing in the file: {missing}; file layers missing in the model: "
+            f"{skipped}. Use by_name=True (and exclude=[...]) to load a subset.")
+    for var, value in plan:
+        var.assign(value)
+    logger.info("Loaded %d layers from the Keras 3 weights file %s", len(loaded), filepath)
+    if skipped:
+        logger.info("Layers in %s not in the model (skipped): %s", filepath, skipped)
+    if missing:
+        logger.warning("Weighted layers not in %s (left as they are): %s", filepath, missing)
+    return {
+        "loaded": loaded,
+        "skipped_in_file": skipped,
+        "missing_in_file": missing,
+        "excluded": [n for n in exclude if n in file_layers or n in model_layers],
+    }

@@ -97,3 +97,18 @@ def test_callable_backbone_accepted():
 def test_pad64_and_none_modes_skip_fixed_size_check():
     make(IMAGE_RESIZE_MODE="pad64", IMAGE_MAX_DIM=1000)
     make(IMAGE_RESIZE_MODE="none", IMAGE_MAX_DIM=1000)
+
+
+def test_resize_and_nms_methods_default_to_matterport_and_are_checked():
+    config = Config()
+    assert config.IMAGE_RESIZE_METHOD == "exact" and config.NMS_METHOD == "standard"
+
+    class Fast(Config):
+        IMAGE_RESIZE_METHOD = "opencv"
+        NMS_METHOD = "combined"
+
+    Fast()
+    for name, value in (("IMAGE_RESIZE_METHOD", "bilinear"), ("NMS_METHOD", "fast")):
+        bad = type("Bad", (Config,), {name: value})
+        with pytest.raises(ValueError, match=rf"{name} must be one of .*'{value}'"):
+            bad()

@@ -134,8 +134,12 @@ def test_hand_constructed_model_detects_square_anchors(tmp_path):
         assert any(abs(y1 - e[0]) <= 1 and abs(x1 - e[1]) <= 1 and abs(y2 - e[2]) <= 1
                    and abs(x2 - e[3]) <= 1 for e in expected), box
     assert np.all(heights > 0) and np.all(widths > 0)
-    # Per-class NMS at 0.3: no two detections overlap more.
-    overlaps = utils.compute_overlaps(boxes.astype(float), boxes.astype(float))
+    # Per-class NMS at 0.3: no two detections overlap more, in the normalized frame where NMS
+    # runs (all scores tie at 0.9; in pixels, with exclusive y2/x2, a kept pair can reach 1/3).
+    det = model.run_graph([image], ["mrcnn_detection"])["mrcnn_detection"][0]
+    normalized = det[det[:, 5] > 0, :4].astype(np.float64)
+    assert len(normalized) == n
+    overlaps = utils.compute_overlaps(normalized, normalized)
     np.fill_diagonal(overlaps, 0)
     assert overlaps.max() <= model.config.DETECTION_NMS_THRESHOLD + 1e-6
     # Mask logits +10 for the class: each mask fills its box exactly.

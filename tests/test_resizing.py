@@ -47,10 +47,12 @@ def _random_image(rng, kind, h, w):
         return rng.random((h, w, 4)) - 2.0
     if kind == 5:
         return rng.random((h, w)) < 0.4
+    if kind == 7:  # subnormal values: the products underflow to 0, skimage widens the clip
+        return (rng.random((h, w)) + 1.0) * 1e-310
     return rng.integers(-100, 100, (h, w, 1)).astype(np.int16)
 
 
-@pytest.mark.parametrize("kind", range(7))
+@pytest.mark.parametrize("kind", range(8))
 def test_resize_linear_equals_skimage(kind):
     rng = np.random.default_rng(100 + kind)
     shapes = [(1, 1, 5, 7), (1, 9, 4, 1), (7, 1, 1, 3), (2, 2, 1, 1), (5, 5, 5, 5)]
@@ -62,6 +64,31 @@ def test_resize_linear_equals_skimage(kind):
         got = resizing._resize_linear(image, (out_h, out_w))
         assert got.dtype == expected.dtype, (image.dtype, h, w, out_h, out_w)
         np.testing.assert_array_equal(got, expected, err_msg=f"{image.dtype} {(h, w, out_h, out_w)}")
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.uint32, np.int64, bool])
+def test_resize_linear_dyadic_scales_equal_skimage(dtype):
+    """Scales whose weights are multiples of 2**-k take the integer path: still skimage's."""
+    rng = np.random.default_rng(9)
+    shapes = [(480, 640, 768, 1024), (37, 53, 74, 106), (3, 5, 8, 16), (60, 40, 32, 64),
+              (600, 800, 768, 1024), (9, 7, 1, 2), (1, 1, 4, 4), (1024, 768, 512, 384)]
+    shapes += [(int(h), int(w), int(2 ** rng.integers(0, 8)), int(2 ** rng.integers(0, 8)))
+               for h, w in rng.integers(1, 90, (10, 2))]
+    info = np.iinfo(dtype) if dtype is not bool else None
+    for h, w, out_h, out_w in shapes:
+        if dtype is bool:
+            image = rng.random((h, w, 2)) < 0.5
+        else:
+            low = max(info.min, -1000) if dtype in (np.int16, np.int64) else 1
+            high = min(info.max, 70000)
+            image = rng.integers(low, high, (h, w, 3)).astype(dtype)
+            image[: h // 3] = image.flat[0]  # a flat band: integer-valued sums
+        expected = _sk(image, (out_h, out_w))
+        np.testing.assert_array_equal(resizing._resize_linear(image, (out_h, out_w)), expected,
+                                      err_msg=f"{dtype} {(h, w, out_h, out_w)}")
+        if dtype is not bool:
+            got = resizing._resize_linear(image, (out_h, out_w), out_dtype=dtype)
+            np.testing.assert_array_equal(got, expected.astype(dtype))
 
 
 def test_resize_uses_the_exact_path_and_skimage_elsewhere():

@@ -135,6 +135,19 @@ def test_channel_count_mismatch_names_image_and_shape(tiny_config):
         targets.load_image_gt(RectDataset(channels=4), tiny_config, 1)
 
 
+@pytest.mark.parametrize("bad_id", [7, 4, 0, -4])
+def test_load_mask_class_id_outside_num_classes_is_rejected(tiny_config, bad_id):
+    # NUM_CLASSES = 4: ids 1..3 are valid, -1..-3 are crowds of those classes.
+    dataset = RectDataset()
+    dataset.load_image = lambda image_id: np.full((32, 64, 3), 40, np.uint8)
+    dataset.image_info[0]["rects"] = [(1, (4, 8, 12, 24)), (bad_id, (16, 40, 28, 60))]
+    with pytest.raises(ValueError, match=rf"image 0 .*class id {bad_id}, outside \[1, "
+                                         r"NUM_CLASSES\), and NUM_CLASSES is 4"):
+        targets.load_image_gt(dataset, tiny_config, 0)
+    dataset.image_info[0]["rects"][1] = (-3, (16, 40, 28, 60))  # a crowd of class 3: valid
+    assert targets.load_image_gt(dataset, tiny_config, 0)[2].tolist() == [1, -3]
+
+
 def test_source_classes_beyond_num_classes(tiny_config):
     tiny_config.NUM_CLASSES = 2
     with pytest.raises(ValueError, match="NUM_CLASSES is 2"):

@@ -188,8 +188,11 @@ def test_shape_mismatch_names_layer_and_both_shapes(reference_file):
     path, values = reference_file
     model = build_heads_model(4)
     before = snapshot(model)
-    with pytest.raises(ValueError, match=r"'mrcnn_class_logits'.*kernel:0.*\(1024, 81\).*\(1024, 4\)"):
+    with pytest.raises(ValueError, match=r"3 layer\(s\) differ.*mrcnn_class_logits: \S*kernel:0 "
+                                         r"\(1024, 81\) in the file, \(1024, 4\) in the model") as err:
         load_weights_h5(model, path, by_name=True)
+    suggested = str(err.value).split("exclude=")[1]
+    assert all(f"'{name}'" in suggested for name in CLASS_COUNT_LAYERS)
     assert_layers_equal(model, before, weighted_names(model))  # nothing assigned on error
     report = load_weights_h5(model, path, by_name=True, exclude=CLASS_COUNT_LAYERS)
     loaded = [n for n in weighted_names(model) if n not in CLASS_COUNT_LAYERS]
@@ -228,21 +231,38 @@ def test_hdf5_of_unknown_structure_raises(tmp_path, model81):
         load_weights_h5(model81, path)
 
 
-def test_keras3_native_file_loads_whole_only(tmp_path):
-    inputs = keras.Input((3,))
-    model = keras.Model(inputs, keras.layers.Dense(2, name="dense_a")(inputs))
+def test_keras3_native_file_loads_whole(tmp_path):
+    model = build_fpn_heads_model(81)
     scramble(model, 1)
     saved = snapshot(model)
-    path = str(tmp_path / "tiny.weights.h5")
-    model.save_weights(path)
+    path = str(tmp_path / "heads.weights.h5")
+    model.save_weights(path)  # Keras 3 native layout, nested rpn_model included
     scramble(model, 2)
     report = load_weights_h5(model, path)
-    assert report["loaded"] == ["dense_a"]
-    assert_layers_equal(model, saved, ["dense_a"])
-    with pytest.raises(ValueError, match="legacy layout"):
-        load_weights_h5(model, path, by_name=True)
-    with pytest.raises(ValueError, match="legacy layout"):
-        load_weights_h5(model, path, exclude=["dense_a"])
+    assert sorted(report["loaded"]) == sorted(weighted_names(model))
+    assert_layers_equal(model, saved, weighted_names(model))
+
+
+def test_keras3_native_file_by_name_and_exclude(tmp_path, model81):
+    scramble(model81, 3)
+    saved = snapshot(model81)
+    path = str(tmp_path / "heads81.weights.h5")
+    model81.save_weights(path)
+    other = build_heads_model(4)  # other class count, no FPN / RPN layers
+    before = snapshot(other)
+    with pytest.raises(ValueError, match=r"3 layer\(s\) differ.*mrcnn_class_logits: "
+                                         r"\S+ \(1024, 81\) in the file, \(1024, 4\) in the model"):
+        load_weights_h5(other, path, by_name=True)
+    assert_layers_equal(other, before, weighted_names(other))  # nothing assigned on error
+    with pytest.raises(ValueError, match="by_name=False"):
+        load_weights_h5(other, path, exclude=CLASS_COUNT_LAYERS)
+    report = load_weights_h5(other, path, by_name=True, exclude=CLASS_COUNT_LAYERS)
+    loaded = [n for n in weighted_names(other) if n not in CLASS_COUNT_LAYERS]
+    assert sorted(report["loaded"]) == sorted(loaded)
+    assert sorted(report["excluded"]) == sorted(CLASS_COUNT_LAYERS)
+    assert "rpn_model" in report["skipped_in_file"] and "fpn_c5p5" in report["skipped_in_file"]
+    assert_layers_equal(other, saved, loaded)
+    assert_layers_equal(other, before, CLASS_COUNT_LAYERS)
 
 
 def test_exclude_must_be_names(tmp_path, model81):
@@ -261,3 +281,27 @@ def test_long_attribute_lists_are_chunked(tmp_path):
 def test_weight_names_of_nested_model():
     rpn = build_rpn_model(1, 2, 8)
     assert weight_names(rpn)[::2] == ["rpn_conv_shared/kernel:0", "rpn_class_raw/kernel:0", "rpn_bbox_pred/kernel:0"]
+
+
+@pytest.mark.slow
+def test_maskrcnn_loads_keras3_weights_into_other_class_count(tmp_path):
+    """keras_model.save_weights of a whole model -> MaskRCNN.load_weights(by_name, exclude)."""
+    from mrcnn.model import MaskRCNN
+    from tests.conftest import TinyConfig
+
+    class Three(TinyConfig):
+        NUM_CLASSES = 3
+
+    source = MaskRCNN("inference", TinyConfig(), str(tmp_path))
+    scramble(source.keras_model, 5)
+    path = str(tmp_path / "tiny.weights.h5")
+    source.keras_model.save_weights(path)
+    target = MaskRCNN("inference", Three(), str(tmp_path))
+    with pytest.raises(ValueError, match=r"3 layer\(s\) differ in shape.*exclude="):
+        target.load_weights(path, by_name=True)
+    report = target.load_weights(path, by_name=True, exclude=CLASS_COUNT_LAYERS)
+    assert report["missing_in_file"] == [] and sorted(report["excluded"]) == sorted(CLASS_COUNT_LAYERS)
+    for layer in target.keras_model.layers:
+        if layer.weights and layer.name not in CLASS_COUNT_LAYERS:
+            for got, want in zip(layer.weights, source.keras_model.get_layer(layer.name).weights):
+                np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=layer.name)
