@@ -43,6 +43,10 @@ OUTPUT_NAMES = ("boxes", "class_ids", "scores", "num_detections", "masks")
 GRAPH_RESIZE_MODES = ("square", "pad64", "none")
 
 
+class ExportParityWarning(UserWarning):
+    """The exported graph will not give exactly what detect() gives for this config."""
+
+
 # ---------------------------------------------------------------------------- resize
 def linear_resize_taps(in_size, out_size, offset=0, length=None, dtype="float64"):
     """The two input taps and weights of skimage's bilinear resize along one axis.
@@ -405,6 +409,12 @@ def export_model(inference_model, config, path, format="tf_saved_model"):
     """
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    method = getattr(config, "IMAGE_RESIZE_METHOD", "exact")
+    if method != "exact":
+        import warnings
+        warnings.warn(f"IMAGE_RESIZE_METHOD is {method!r}: the exported graph resizes as "
+                      "'exact' (matterport's skimage resize), so its results differ slightly "
+                      "from this model's detect()", ExportParityWarning, stacklevel=3)
     path = os.fspath(path)
     model = serving_model(inference_model, config,
                           resize_dtype="float32" if format == "litert" else "float64")
