@@ -278,7 +278,7 @@ def unmold_detections_graph(detections, masks, window, molded_hw, image_hw, dtyp
     masks = tf.transpose(masks, [0, 1, 4, 2, 3])
     masks = tf.gather(masks, class_ids, batch_dims=2)
     full = paste_masks_graph(masks, boxes, image_h, image_w, dtype)
-    full = tf.cast(full & tf.reshape(rows, [tf.shape(rows)[0], n, 1, 1]), tf.uint8)
+    full = tf.cast(full & tf.reshape(rows, [tf.shape(rows)[0], -1, 1, 1]), tf.uint8)
     return {"boxes": boxes, "class_ids": class_ids, "scores": scores,
             "num_detections": num, "masks": full}
 
@@ -293,9 +293,10 @@ def paste_masks_graph(masks, boxes, image_h, image_w, dtype="float64"):
     """
     import tensorflow as tf
     shape = tf.shape(masks)
-    b, n, mh, mw = shape[0], shape[1], shape[2], shape[3]
-    flat_masks = tf.reshape(masks, [b * n, mh, mw])
-    flat_boxes = tf.reshape(boxes, [b * n, 4])
+    b, mh, mw = shape[0], shape[2], shape[3]
+    # -1, never a computed 0: ONNX's Reshape reads a 0 as 'keep this input dimension'.
+    flat_masks = tf.reshape(masks, [-1, mh, mw])
+    flat_boxes = tf.reshape(boxes, [-1, 4])
     y1, x1, y2, x2 = tf.unstack(flat_boxes, axis=1)
     r0, r1, wr0, wr1 = linear_resize_taps(mh, y2 - y1, offset=y1, length=image_h, dtype=dtype)
     c0, c1, wc0, wc1 = linear_resize_taps(mw, x2 - x1, offset=x1, length=image_w, dtype=dtype)
@@ -315,7 +316,7 @@ def paste_masks_graph(masks, boxes, image_h, image_w, dtype="float64"):
     in_y = (positions_y >= tf.expand_dims(y1, 1)) & (positions_y < tf.expand_dims(y2, 1))
     in_x = (positions_x >= tf.expand_dims(x1, 1)) & (positions_x < tf.expand_dims(x2, 1))
     full = full & tf.expand_dims(in_y, 2) & tf.expand_dims(in_x, 1)
-    return tf.reshape(full, [b, n, image_h, image_w])
+    return tf.reshape(full, [b, -1, image_h, image_w])
 
 
 
