@@ -1,6 +1,7 @@
-"""``python -m mrcnn``: the ``mrcnn`` command (see mrcnn.cli)."""
+"""``python -m mrcnn``: the ``mrcnn`` command (detect, export, convert; see mrcnn.cli)."""
 import sys
 
 from mrcnn.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

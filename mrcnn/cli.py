@@ -4,6 +4,7 @@
                  [--class-names FILE] INPUT... --out DIR
     mrcnn detect --weights W ... --export FORMAT --out PATH      (same as mrcnn export)
     mrcnn export --weights W ... --format FORMAT --out PATH
+    mrcnn convert --from labelme|via|instance-png|mask-folder SRC --to coco OUT  (#15)
 
 INPUT is an image file, a folder (its image files, sorted) or a glob pattern. ``detect``
 writes one overlay PNG per image (``visualize.display_instances``) and, for the run,
@@ -258,15 +259,23 @@ def export_model(args, format):
 
 
 # ---------------------------------------------------------------------------- main
+def add_convert_parser(subparsers):
+    """``convert``: annotations (labelme, VIA, instance PNGs, mask folders) to COCO (#15)."""
+    from mrcnn.datasets import convert
+    return convert.add_parser(subparsers)
+
+
 # (name, add_parser): one line a subcommand.
 SUBCOMMANDS = [
     ("detect", add_detect_parser),
     ("export", add_export_parser),
+    ("convert", add_convert_parser),
 ]
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="mrcnn", description="Mask R-CNN: detect, export.")
+    parser = argparse.ArgumentParser(prog="mrcnn",
+                                     description="Mask R-CNN: detect, export, convert.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for _, add in SUBCOMMANDS:
@@ -279,7 +288,11 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    return cli_args.run_main(args.func, args)
+    returned = []
+    rc = cli_args.run_main(lambda a: returned.append(args.func(a)), args)
+    # A subcommand may return its exit status (convert does); a dict is a summary (0).
+    status = returned[0] if returned and isinstance(returned[0], int) else 0
+    return rc or status
 
 
 if __name__ == "__main__":

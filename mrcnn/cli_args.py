@@ -318,10 +318,11 @@ def _load(model, key, path, config):
 
 
 def _without_api_hints(err):
-    """An error's message without the Python-API advice (by_name=..., exclude=...)."""
-    text = str(err)
-    text = re.sub(r"\s*\((?:[^()]|\([^()]*\))*\bby_name\b(?:[^()]|\([^()]*\))*\)", "", text)
-    sentences = re.split(r"(?<=[.;])\s+", text)
+    """An error's message without the Python-API advice (by_name=..., exclude=...): asides in
+    parentheses that mention by_name go, then every sentence that still mentions them."""
+    text = re.sub(r"\s+\((?:[^()]|\([^()]*\))*\bby_name\b(?:[^()]|\([^()]*\))*\)", "",
+                  str(err))
+    sentences = re.split(r"(?<=[.;?])\s+", text)
     return " ".join(s for s in sentences if "by_name" not in s and "exclude=" not in s).strip()
 
 
@@ -356,7 +357,8 @@ def quiet_tensorflow(level="2"):
 
 
 def run_main(function, args):
-    """Run ``function(args)``; print a CliError's message to stderr and return 2 (else 0).
+    """Run ``function(args)``; print a CliError's message to stderr and return 2 (else 0;
+    130 after Ctrl-C, with train()'s note on the checkpoints instead of a traceback).
 
     Sets TF_CPP_MIN_LOG_LEVEL=2 unless the user did (TensorFlow starts later, quietly, in
     build_model: usage errors come first, without waiting for it).
@@ -367,6 +369,9 @@ def run_main(function, args):
     except CliError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as err:  # train() says which checkpoint is the last intact one
+        print(f"interrupted: {err}" if str(err) else "interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

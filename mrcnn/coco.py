@@ -35,7 +35,11 @@ logger = logging.getLogger(__name__)
 # The 12 numbers of COCOeval.stats, in order.
 COCO_METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl",
                      "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+# The 10 numbers of COCOeval.stats for iouType "keypoints", in order.
+KEYPOINT_METRIC_NAMES = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 EVAL_TYPES = ("bbox", "segm")
+# Every evaluation pycocotools offers; "keypoints" needs keypoints in the results.
+ALL_EVAL_TYPES = EVAL_TYPES + ("keypoints",)
 REQUIRED_KEYS = ("images", "annotations", "categories")
 # Subsets of the standard layout whose images live in val<year>/.
 VAL_IMAGE_SUBSETS = ("minival", "valminusminival", "val35k")
@@ -179,6 +183,7 @@ class CocoDataset(Dataset):
     def __init__(self, class_map=None):
         super().__init__(class_map=class_map)
         self._coco_sources = set()
+        self._keypoint_names = {}
         self._warned_empty = set()
 
     def load_coco(self, annotation_file, image_dir, class_ids=None, class_map=None,
@@ -301,6 +306,10 @@ class CocoDataset(Dataset):
             added += 1
             num_anns += len(kept)
         self._coco_sources.add(source)
+        for cat in data["categories"]:
+            if cat.get("keypoints") and (subset is None or cat["id"] in subset):
+                self._keypoint_names.setdefault(source, tuple(cat["keypoints"]))
+                break
         logger.info("%s: %d images, %d annotations, %d classes (%d annotations and %d "
                     "missing image files skipped)", path, added, num_anns, len(selected),
                     skipped_anns, missing_files)
@@ -309,10 +318,12 @@ class CocoDataset(Dataset):
         return None
 
     def load_coco_standard(self, dataset_dir, subset, year="2017", class_ids=None,
-                           class_map=None, return_coco=False, limit=None, source="coco"):
+                           class_map=None, return_coco=False, limit=None, source="coco",
+                           annotations="instances"):
         """Load the standard COCO layout (as downloaded from cocodataset.org).
 
-        Reads ``<dataset_dir>/annotations/instances_<subset><year>.json`` with images
+        Reads ``<dataset_dir>/annotations/<annotations>_<subset><year>.json`` (annotations
+        "instances", or "person_keypoints" for the person keypoints) with images
         from ``<dataset_dir>/<subset><year>/``; the 2014 splits "minival",
         "valminusminival" and "val35k" take their images from ``val<year>/``.
         Other arguments as in :meth:`load_coco`.
@@ -321,8 +332,11 @@ class CocoDataset(Dataset):
             raise ValueError(f"subset must be a non-empty str such as 'train' or 'val', "
                              f"got {subset!r}")
         year = str(year)
+        if annotations not in ("instances", "person_keypoints"):
+            raise ValueError(f"annotations must be 'instances' or 'person_keypoints', got "
+                             f"{annotations!r}")
         annotation_file = os.path.join(os.fspath(dataset_dir), "annotations",
-                                       f"instances_{subset}{year}.json")
+                                       f"{annotations}_{subset}{year}.json")
         image_subset = "val" if subset in VAL_IMAGE_SUBSETS else subset
         image_dir = os.path.join(os.fspath(dataset_dir), f"{image_subset}{year}")
         return self.load_coco(annotation_file, image_dir, class_ids=class_ids,
@@ -386,6 +400,39 @@ class CocoDataset(Dataset):
             return np.zeros((height, width, 0), dtype=bool), np.zeros((0,), dtype=np.int32)
         return np.stack(masks, axis=-1), np.asarray(class_ids, dtype=np.int32)
 
+    def keypoint_names(self, source="coco"):
+        """The keypoint names of a loaded source (those of its first category that lists
+        "keypoints", e.g. COCO's 17 person keypoints), () when it has none."""
+        return tuple(self._keypoint_names.get(source, ()))
+
+    def load_keypoints(self, image_id):
+        """Keypoints of the instances ``load_mask`` returns, in the same order.
+
+        Returns: [N, K, (x, y, visibility)] float32 from each annotation's "keypoints"
+        (COCO's pixel-index units, v 0 / 1 / 2), K = len(keypoint_names(source));
+        annotations without keypoints (crowds, other categories) give v = 0 rows. None
+        for sources without keypoint categories.
+        """
+        info = self.image_info[image_id]
+        names = self._keypoint_names.get(info["source"])
+        if info["source"] not in self._coco_sources or not names:
+            return None
+        height, width = info["height"], info["width"]
+        rows = []
+        for ann in info["annotations"]:
+            if not ann_to_mask(ann, height, width).any():
+                continue  # load_mask drops it too
+            row = np.zeros((len(names), 3), dtype=np.float32)
+            values = ann.get("keypoints")
+            if values and not ann.get("iscrowd"):
+                values = np.asarray(values, dtype=np.float32).reshape(-1, 3)
+                if values.shape[0] != len(names):
+                    raise ValueError(f"annotation {ann.get('id')} (image {info['id']}) has "
+                                     f"{values.shape[0]} keypoints; its source has {len(names)}")
+                row[:] = values
+            rows.append(row)
+        return np.stack(rows) if rows else np.zeros((0, len(names), 3), dtype=np.float32)
+
     def image_reference(self, image_id):
         """The image's COCO URL when the JSON gives one, else its file path."""
         info = self.image_info[image_id]
@@ -402,7 +449,7 @@ def _as_int(value, name):
 
 
 # --------------------------------------------------------------------------- results
-def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks):
+def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks, keypoints=None):
     """COCO result dicts for the detections of ONE image.
 
     dataset: the prepared Dataset the image belongs to.
@@ -411,6 +458,8 @@ def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks):
     class_ids: [N] internal class ids (>= 1).
     scores: [N] float confidences.
     masks: [H, W, N] bool full-image masks, or None for box-only results.
+    keypoints: None, or [N, K, (x, y, score)] pixel-index units of the original image
+        (``detect()``'s keypoints), written as COCO's flat "keypoints" list.
 
     Returns: list of N dicts with "image_id" (the image's source id,
     ``image_info[i]["id"]``), "category_id" (source class id), "bbox" [x, y, w, h]
@@ -439,6 +488,11 @@ def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks):
     if class_ids.shape[0] != n or scores.shape[0] != n:
         raise ValueError(f"class_ids {class_ids.shape} and scores {scores.shape} must have "
                          f"{n} entries like rois {rois.shape}")
+    if keypoints is not None:
+        keypoints = np.asarray(keypoints, dtype=np.float64)
+        if keypoints.ndim != 3 or keypoints.shape[0] != n or keypoints.shape[2] != 3:
+            raise ValueError(f"keypoints must be [{n}, K, 3] like rois {rois.shape}, got shape "
+                             f"{keypoints.shape}")
     if masks is not None:
         masks = np.asarray(masks)
         if masks.ndim != 3 or masks.shape[-1] != n:
@@ -457,6 +511,8 @@ def build_coco_results(dataset, image_ids, rois, class_ids, scores, masks):
             rle = mask_utils.encode(np.asfortranarray(masks[:, :, i].astype(np.uint8)))
             result["segmentation"] = {"size": [int(s) for s in rle["size"]],
                                       "counts": rle["counts"].decode("ascii")}
+        if keypoints is not None:
+            result["keypoints"] = [float(v) for v in np.asarray(keypoints[i]).reshape(-1)]
         results.append(result)
     return results
 
@@ -472,7 +528,7 @@ def detections_to_coco_results(dataset, image_id, result_dict):
         raise ValueError(f"result_dict lacks {missing}; got keys {sorted(result_dict)}")
     return build_coco_results(dataset, [image_id], result_dict["rois"],
                               result_dict["class_ids"], result_dict["scores"],
-                              result_dict.get("masks"))
+                              result_dict.get("masks"), keypoints=result_dict.get("keypoints"))
 
 
 def _json_default(value):
@@ -513,7 +569,8 @@ def write_results_json(results, path):
 
 
 # --------------------------------------------------------------------------- evaluation
-def evaluate_coco(coco_gt, results, image_ids=None, eval_types=EVAL_TYPES):
+def evaluate_coco(coco_gt, results, image_ids=None, eval_types=EVAL_TYPES, kpt_oks_sigmas=None,
+                  max_dets=None):
     """COCO metrics of detections with pycocotools' COCOeval.
 
     coco_gt: pycocotools ``COCO`` ground truth (``load_coco(..., return_coco=True)``)
@@ -522,19 +579,28 @@ def evaluate_coco(coco_gt, results, image_ids=None, eval_types=EVAL_TYPES):
         results JSON file.
     image_ids: COCO (source) image ids to evaluate; None for every ground-truth
         image (images without detections then count as misses).
-    eval_types: "bbox", "segm" or both.
+    eval_types: "bbox", "segm", "keypoints" or several (keypoints: OKS AP over the
+        ground truth's "keypoints"; the results need "keypoints").
+    kpt_oks_sigmas: None (pycocotools' 17 COCO person sigmas) or [K] floats, the
+        per-keypoint OKS sigmas of another skeleton.
+    max_dets: None (COCO's 1, 10, 100 detections per image) or an int N >= 100: for
+        "bbox" and "segm" the largest limit becomes N, so AP, AP50, ..., and "AR100" count
+        the N best detections of each image (crowded images: hundreds of nuclei).
 
     Returns: {eval_type: {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10",
-    "AR100", "ARs", "ARm", "ARl": float}}. A value of -1 is pycocotools' "no
+    "AR100", "ARs", "ARm", "ARl": float}}, for "keypoints" KEYPOINT_METRIC_NAMES. A value of -1 is pycocotools' "no
     ground truth in that area range". pycocotools prints its summary tables. With no
     detections every metric is 0.0 (a warning says so).
     """
     if isinstance(eval_types, str):
         eval_types = (eval_types,)
     eval_types = tuple(eval_types)
-    bad = [t for t in eval_types if t not in EVAL_TYPES]
+    if max_dets is not None and (isinstance(max_dets, bool) or not isinstance(
+            max_dets, (numbers.Integral, np.integer)) or max_dets < 100):
+        raise ValueError(f"max_dets must be None or an integer >= 100, got {max_dets!r}")
+    bad = [t for t in eval_types if t not in ALL_EVAL_TYPES]
     if bad or not eval_types:
-        raise ValueError(f"eval_types must be among {EVAL_TYPES}, got {eval_types!r}")
+        raise ValueError(f"eval_types must be among {ALL_EVAL_TYPES}, got {eval_types!r}")
     if isinstance(coco_gt, (str, os.PathLike)):
         coco_gt = coco_from_dict(read_coco_json(coco_gt))
     if not isinstance(coco_gt, COCO):
@@ -569,19 +635,73 @@ def evaluate_coco(coco_gt, results, image_ids=None, eval_types=EVAL_TYPES):
             if "segmentation" not in r:
                 raise ValueError(f"'segm' evaluation needs a 'segmentation' in every result; "
                                  f"result {k} (image {r.get('image_id')}) has none")
+    if "keypoints" in eval_types:
+        for k, r in enumerate(results):
+            if "keypoints" not in r:
+                raise ValueError(f"'keypoints' evaluation needs 'keypoints' in every result; "
+                                 f"result {k} (image {r.get('image_id')}) has none")
+        counts = {len(cat["keypoints"]) for cat in coco_gt.loadCats(coco_gt.getCatIds())
+                  if cat.get("keypoints")}
+        expected = len(kpt_oks_sigmas) if kpt_oks_sigmas is not None else 17
+        if counts != {expected}:
+            raise ValueError(f"'keypoints' evaluation: the ground truth's categories have "
+                             f"{sorted(counts)} keypoints, but there are {expected} OKS sigmas "
+                             f"({'kpt_oks_sigmas' if kpt_oks_sigmas is not None else 'COCO person default'}); "
+                             "pass kpt_oks_sigmas with one sigma per keypoint")
+    names = {t: KEYPOINT_METRIC_NAMES if t == "keypoints" else COCO_METRIC_NAMES
+             for t in eval_types}
     if not results:
         logger.warning("evaluate_coco: no detections for %d image(s); every metric is 0",
                        len(image_ids))
-        return {t: {name: 0.0 for name in COCO_METRIC_NAMES} for t in eval_types}
+        return {t: {name: 0.0 for name in names[t]} for t in eval_types}
     # loadRes adds keys to the dicts it gets: hand it shallow copies.
     coco_dt = coco_gt.loadRes([dict(r) for r in results])
     metrics = {}
     for eval_type in eval_types:
         evaluator = COCOeval(coco_gt, coco_dt, eval_type)
         evaluator.params.imgIds = image_ids
+        if eval_type == "keypoints" and kpt_oks_sigmas is not None:
+            evaluator.params.kpt_oks_sigmas = np.asarray(kpt_oks_sigmas, dtype=np.float64)
+        custom = max_dets is not None and eval_type != "keypoints"
+        if custom:
+            evaluator.params.maxDets = [1, 10, int(max_dets)]
         evaluator.evaluate()
         evaluator.accumulate()
-        evaluator.summarize()
-        metrics[eval_type] = {name: float(value)
-                              for name, value in zip(COCO_METRIC_NAMES, evaluator.stats)}
+        if custom:
+            stats = _summarize_max_dets(evaluator)
+        else:
+            evaluator.summarize()
+            stats = evaluator.stats
+        metrics[eval_type] = {name: float(value) for name, value in zip(names[eval_type], stats)}
     return metrics
+
+
+# (AP or AR, IoU threshold or None for 0.5:0.95, area range, index into params.maxDets)
+_SUMMARY_ROWS = ((1, None, "all", 2), (1, 0.5, "all", 2), (1, 0.75, "all", 2),
+                 (1, None, "small", 2), (1, None, "medium", 2), (1, None, "large", 2),
+                 (0, None, "all", 0), (0, None, "all", 1), (0, None, "all", 2),
+                 (0, None, "small", 2), (0, None, "medium", 2), (0, None, "large", 2))
+
+
+def _summarize_max_dets(evaluator):
+    """pycocotools' 12 summary numbers (printed in its format) for any params.maxDets.
+
+    COCOeval.summarize() computes its first AP at a hard-coded maxDets=100, which gives -1
+    when the limits were changed; here every AP and the last ARs use params.maxDets[2].
+    Returns: [12] float64, in COCO_METRIC_NAMES order.
+    """
+    params = evaluator.params
+    stats = np.zeros(len(_SUMMARY_ROWS))
+    for row, (is_ap, iou, area, md_index) in enumerate(_SUMMARY_ROWS):
+        area_index = params.areaRngLbl.index(area)
+        values = evaluator.eval["precision" if is_ap else "recall"]
+        if iou is not None:
+            values = values[np.flatnonzero(np.isclose(params.iouThrs, iou))]
+        values = values[..., area_index, md_index]     # [T, (R,) K]
+        valid = values[values > -1]
+        stats[row] = float(np.mean(valid)) if valid.size else -1.0
+        iou_text = "0.50:0.95" if iou is None else f"{iou:0.2f}"
+        title = "Average Precision" if is_ap else "Average Recall"
+        print(f" {title:<18} {'(AP)' if is_ap else '(AR)'} @[ IoU={iou_text:<9} | "
+              f"area={area:>6s} | maxDets={params.maxDets[md_index]:>3d} ] = {stats[row]:0.3f}")
+    return stats

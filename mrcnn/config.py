@@ -7,6 +7,7 @@ naming the attribute and the value received.
 """
 import logging
 import numbers
+import warnings
 
 import numpy as np
 
@@ -25,8 +26,14 @@ LOSS_NAMES = (
     "mrcnn_bbox_loss",
     "mrcnn_mask_loss",
 )
+# The keypoint head's loss (Config.KEYPOINT_NAMES non-empty only); its LOSS_WEIGHTS key.
+KEYPOINT_LOSS_NAME = "mrcnn_keypoint_loss"
 # The deepest pyramid level (P6) has stride 64, so image sides must divide by it.
 BACKBONE_DIVISOR = 64
+
+
+class ConfigWarning(UserWarning):
+    """A config that works but probably not as meant (e.g. mini-masks coarser than MASK_SHAPE)."""
 
 
 class Config:
@@ -140,6 +147,13 @@ class Config:
     # Output mask shape; the mask head doubles MASK_POOL_SIZE.
     MASK_SHAPE = [28, 28]
 
+    # One mask per ROI instead of one per class (the Mask R-CNN paper, section 4.2: "nearly
+    # as effective"). True: the mask head ("mrcnn_mask") outputs 1 channel, the mask loss
+    # and detect() use it for every class. False (matterport's layout): NUM_CLASSES
+    # channels, the loss and detect() take the channel of the ROI's class. The two layouts'
+    # "mrcnn_mask" weights differ in shape: exclude that layer when loading across them.
+    CLASS_AGNOSTIC_MASKS = False
+
     # Maximum ground truth instances in one image.
     MAX_GT_INSTANCES = 100
 
@@ -179,6 +193,25 @@ class Config:
         "mrcnn_mask_loss": 1.0,
     }
 
+    # Keypoint R-CNN (He et al. 2017, section 5): one more head beside the mask head that
+    # predicts, for each of the K named keypoints, a KEYPOINT_MASK_SHAPE^2 softmax heatmap
+    # in the ROI's frame. Empty (the default): no keypoint head, and every graph, layer
+    # and weight file is exactly that of Mask R-CNN. Datasets give the keypoints with
+    # Dataset.load_keypoints ([N, K, (x, y, visibility)] COCO convention).
+    KEYPOINT_NAMES = ()
+    # Heatmap side m; the head upsamples KEYPOINT_POOL_SIZE by 4 (deconv x2, bilinear x2).
+    KEYPOINT_MASK_SHAPE = 56
+    KEYPOINT_POOL_SIZE = 14
+    # 3x3 convs of the keypoint head (8 x 512 in the paper) and their channels.
+    KEYPOINT_HEAD_CONVS = 8
+    KEYPOINT_HEAD_FILTERS = 512
+    # Pairs of keypoint names swapped by a horizontal flip (e.g. ("left_eye", "right_eye")),
+    # used by mrcnn.keypoints.HorizontalFlip, the augmentation keypoint datasets accept.
+    KEYPOINT_FLIP_MAP = ()
+    # Pairs of keypoint names joined by a line in visualize.display_keypoints (optional).
+    KEYPOINT_SKELETON = ()
+    # Its weight: LOSS_WEIGHTS["mrcnn_keypoint_loss"] (1.0 when absent).
+
     # Use the RPN's proposals to train the heads (True), or externally generated ROIs.
     USE_RPN_ROIS = True
 
@@ -192,11 +225,12 @@ class Config:
     # "mixed_bfloat16" (CPUs with AMX). None keeps the global policy.
     DTYPE_POLICY = None
 
-    # detect() runs the float32 inference graph with the weights folded in as constants
-    # (from its second call with the same weights), which lets TensorFlow fold the frozen
-    # BatchNorms into the convolutions: 1.1x to 1.3x faster on CPU, for a one-time cost
-    # (mrcnn.predictor). The folded copy is rebuilt whenever the weights change. False
-    # always runs the graph on the variables.
+    # detect() runs the float32 inference graph with the weights folded in as constants,
+    # which lets TensorFlow fold the frozen BatchNorms into the convolutions: 1.1x to 1.3x
+    # faster on CPU, for a one-time cost of seconds. It freezes only once that cost has paid
+    # for itself (a long loop such as an evaluation, never a few calls in a notebook; see
+    # mrcnn.predictor) and again after the weights change. False always runs the graph on
+    # the variables.
     FREEZE_INFERENCE_WEIGHTS = True
 
     # The inference graph runs its wide 3x3 convolutions (FPN outputs, RPN, ResNet stages 4
@@ -242,6 +276,9 @@ class Config:
         if self.COMPUTE_BACKBONE_SHAPE is not None and not callable(self.COMPUTE_BACKBONE_SHAPE):
             raise ValueError("COMPUTE_BACKBONE_SHAPE must be None or a callable, "
                              f"got {self.COMPUTE_BACKBONE_SHAPE!r}")
+        if not isinstance(self.CLASS_AGNOSTIC_MASKS, bool):
+            raise ValueError("CLASS_AGNOSTIC_MASKS must be True or False, "
+                             f"got {self.CLASS_AGNOSTIC_MASKS!r}")
         if not isinstance(self.FREEZE_INFERENCE_WEIGHTS, bool):
             raise ValueError("FREEZE_INFERENCE_WEIGHTS must be True or False, "
                              f"got {self.FREEZE_INFERENCE_WEIGHTS!r}")
@@ -271,9 +308,14 @@ class Config:
         ratio = self.ROI_POSITIVE_RATIO
         if not isinstance(ratio, numbers.Real) or not 0.0 < ratio <= 1.0:
             raise ValueError(f"ROI_POSITIVE_RATIO must be in (0, 1], got {ratio!r}")
+        if int(self.TRAIN_ROIS_PER_IMAGE * ratio) < 1:
+            raise ValueError(
+                f"TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO = {self.TRAIN_ROIS_PER_IMAGE} * "
+                f"{ratio!r} < 1: no positive ROI per image, so the box and mask heads would "
+                "never train")
         for name in ("LEARNING_RATE", "GRADIENT_CLIP_NORM"):
             value = getattr(self, name)
-            if not isinstance(value, numbers.Real) or value <= 0:
+            if not isinstance(value, numbers.Real) or not 0 < value < float("inf"):
                 raise ValueError(f"{name} must be a positive number, got {value!r}")
         _check_range("LEARNING_MOMENTUM", self.LEARNING_MOMENTUM, 0.0, 1.0)
         if not isinstance(self.WEIGHT_DECAY, numbers.Real) or self.WEIGHT_DECAY < 0:
@@ -296,16 +338,42 @@ class Config:
             raise ValueError(
                 f"MASK_SHAPE must be [2 * MASK_POOL_SIZE] * 2 = {[2 * self.MASK_POOL_SIZE] * 2} "
                 f"(the mask head upsamples by 2), got {self.MASK_SHAPE!r}")
+        if self.USE_MINI_MASK and (mini[0] < mask_shape[0] or mini[1] < mask_shape[1]):
+            warnings.warn(f"MINI_MASK_SHAPE {tuple(mini)} is smaller than MASK_SHAPE "
+                          f"{tuple(mask_shape)}: mask targets are upsampled from coarser "
+                          "mini-masks (matterport uses (56, 56) for [28, 28])",
+                          ConfigWarning, stacklevel=4)
 
-        unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES)
+        unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES) - {KEYPOINT_LOSS_NAME}
         if unknown:
             raise ValueError(f"LOSS_WEIGHTS has unknown losses {sorted(unknown)!r}; "
-                             f"known: {LOSS_NAMES}")
+                             f"known: {LOSS_NAMES + (KEYPOINT_LOSS_NAME,)}")
         for key, value in self.LOSS_WEIGHTS.items():
             if not isinstance(value, numbers.Real) or value < 0:
                 raise ValueError(f"LOSS_WEIGHTS[{key!r}] must be >= 0, got {value!r}")
 
         self._validate_image_size()
+        self._validate_keypoints()
+
+    def _validate_keypoints(self):
+        """KEYPOINT_* settings: names unique strings, flip map and skeleton pairs of them."""
+        names = self.KEYPOINT_NAMES
+        if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"KEYPOINT_NAMES must be a sequence of non-empty strings, got {names!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"KEYPOINT_NAMES must be unique, got {names!r}")
+        for name in ("KEYPOINT_MASK_SHAPE", "KEYPOINT_POOL_SIZE", "KEYPOINT_HEAD_CONVS",
+                     "KEYPOINT_HEAD_FILTERS"):
+            _check_int(name, getattr(self, name), minimum=1)
+        if self.KEYPOINT_MASK_SHAPE != 4 * self.KEYPOINT_POOL_SIZE:
+            raise ValueError(
+                f"KEYPOINT_MASK_SHAPE must be 4 * KEYPOINT_POOL_SIZE = {4 * self.KEYPOINT_POOL_SIZE} "
+                f"(deconv x2 then bilinear x2), got {self.KEYPOINT_MASK_SHAPE!r}")
+        for attr in ("KEYPOINT_FLIP_MAP", "KEYPOINT_SKELETON"):
+            for pair in getattr(self, attr):
+                if len(pair) != 2 or any(p not in names for p in pair):
+                    raise ValueError(f"{attr} must hold pairs of KEYPOINT_NAMES, got {pair!r} "
+                                     f"(KEYPOINT_NAMES={tuple(names)!r})")
 
     def _validate_image_size(self):
         mode = self.IMAGE_RESIZE_MODE

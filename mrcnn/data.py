@@ -6,8 +6,11 @@ scale (1), active_class_ids (NUM_CLASSES)]``: the matterport layout.
 """
 import logging
 import math
+import warnings
 
 import numpy as np
+
+from mrcnn.inputs import InstanceWarning, too_many_instances_message
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +81,13 @@ def unmold_image(normalized_images, config):
 # ---------------------------------------------------------------------------- pipeline
 INPUT_NAMES = ("input_image", "input_image_meta", "input_rpn_match", "input_rpn_bbox",
                "input_gt_class_ids", "input_gt_boxes", "input_gt_masks")
+# The extra training input of keypoint models (Config.KEYPOINT_NAMES), after input_gt_masks.
+KEYPOINT_INPUT_NAME = "input_gt_keypoints"
+
+
+def input_names(config):
+    """Names of the training graph's data inputs for ``config``, in order."""
+    return INPUT_NAMES + ((KEYPOINT_INPUT_NAME,) if config.KEYPOINT_NAMES else ())
 
 
 class AnchorCache:
@@ -110,26 +120,38 @@ def build_batch(dataset, config, image_ids, anchors, rng, augmentation=None,
     image_meta [B, META] float32, rpn_match [B, A, 1] int32, rpn_bbox
     [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4] float32, gt_class_ids [B, MAX_GT_INSTANCES] int32,
     gt_boxes [B, MAX_GT_INSTANCES, (y1, x1, y2, x2)] float32 pixels, gt_masks
-    [B, h, w, MAX_GT_INSTANCES] bool; then, with random_rois, rpn_rois [B, random_rois, 4];
+    [B, h, w, MAX_GT_INSTANCES] bool; then, for keypoint models (Config.KEYPOINT_NAMES),
+    gt_keypoints [B, MAX_GT_INSTANCES, K, (x, y, v)] float32 molded pixels (v = 0 on padding);
+    then, with random_rois, rpn_rois [B, random_rois, 4];
     with detection_targets also rois, mrcnn_class_ids, mrcnn_bbox, mrcnn_mask.
     """
     from mrcnn import targets
 
     no_aug = set(no_augmentation_sources or ())
+    with_keypoints = bool(config.KEYPOINT_NAMES)
     rows = []
     for image_id in image_ids:
         source = dataset.image_info[image_id]["source"]
         aug = None if source in no_aug else augmentation
-        image, image_meta, class_ids, boxes, masks = targets.load_image_gt(
+        loaded = targets.load_image_gt(
             dataset, config, image_id, augmentation=aug, use_mini_mask=config.USE_MINI_MASK,
-            rng=rng)
+            rng=rng, keypoints=with_keypoints)
+        image, image_meta, class_ids, boxes, masks = loaded[:5]
         image_anchors = anchors(image.shape)
         rpn_match, rpn_bbox = targets.build_rpn_targets(
             image.shape, image_anchors, class_ids, boxes, config, rng=rng)
         if len(class_ids) > config.MAX_GT_INSTANCES:
+            warnings.warn(too_many_instances_message(image_id, len(class_ids), config),
+                          InstanceWarning, stacklevel=2)
             keep = np.sort(rng.choice(len(class_ids), config.MAX_GT_INSTANCES, replace=False))
             class_ids, boxes, masks = class_ids[keep], boxes[keep], masks[..., keep]
+            loaded = loaded[:5] + tuple(extra[keep] for extra in loaded[5:])
         row = [image, image_meta, rpn_match, rpn_bbox, class_ids, boxes, masks]
+        if with_keypoints:
+            gt_keypoints = np.zeros((config.MAX_GT_INSTANCES, len(config.KEYPOINT_NAMES), 3),
+                                    dtype=np.float32)
+            gt_keypoints[:len(class_ids)] = loaded[5]
+            row.append(gt_keypoints)
         if random_rois:
             rpn_rois = targets.generate_random_rois(image.shape, random_rois, class_ids, boxes,
                                                     rng=rng)
@@ -244,7 +266,7 @@ def make_sequence(dataset, config, shuffle=True, augmentation=None, no_augmentat
             arrays = build_batch(self.dataset, self.config, ids, self.anchors, rng,
                                  augmentation=augmentation,
                                  no_augmentation_sources=no_augmentation_sources)
-            return (dict(zip(INPUT_NAMES, arrays)),)
+            return (dict(zip(input_names(self.config), arrays)),)
 
         def on_epoch_end(self):
             self.epoch += 1

@@ -119,6 +119,17 @@ class Dataset:
                        image_id)
         return np.zeros((0, 0, 0), dtype=bool), np.zeros((0,), dtype=np.int32)
 
+    def load_keypoints(self, image_id):
+        """Keypoints of the instances ``load_mask`` returns, in the same order. Override
+        this in a keypoint dataset (used when Config.KEYPOINT_NAMES is set).
+
+        Returns: [N, K, (x, y, visibility)] float, K = len(Config.KEYPOINT_NAMES), in
+        pixel-index units of the original image (COCO's convention: the centre of pixel
+        column i is x = i); visibility 0 = not labelled, 1 = labelled but occluded,
+        2 = visible. The base class returns None: no keypoint is labelled.
+        """
+        return None
+
 
 def read_rgb_image(path):
     """Read an image file as [H, W, 3] uint8 RGB.
@@ -135,6 +146,11 @@ def read_rgb_image(path):
     except Exception as err:  # skimage/imageio/PIL raise many types for bad files.
         raise ValueError(f"could not read image {path!r}: {err}") from err
     image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 4 and _is_cmyk(path):
+        # A CMYK JPEG reads as 4 channels that are not RGBA: convert its colours.
+        from PIL import Image
+        with Image.open(path) as cmyk:
+            image = np.asarray(cmyk.convert("RGB"))
     if image.ndim == 3 and image.shape[-1] in (1, 2):
         image = image[..., 0]
     if image.ndim == 2:
@@ -146,6 +162,16 @@ def read_rgb_image(path):
     if image.dtype != np.uint8:
         image = skimage.util.img_as_ubyte(image)
     return image
+
+
+def _is_cmyk(path):
+    """True when ``path`` is an image file that PIL reads in CMYK mode."""
+    from PIL import Image
+    try:
+        with Image.open(path) as image:
+            return image.mode == "CMYK"
+    except Exception:  # not a file PIL reads (URL, other formats): not CMYK
+        return False
 
 
 def validate_instance_masks(image_shape, mask, class_ids):

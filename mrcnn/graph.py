@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 
 from mrcnn.backbone import build_fpn, resnet_graph
-from mrcnn.heads import build_rpn_model, fpn_classifier_head, fpn_mask_head
+from mrcnn.heads import build_rpn_model, fpn_classifier_head, fpn_keypoint_head, fpn_mask_head
 from mrcnn.layers.common import PyramidAnchors
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.outputs import FirstROIs, PadROIs, ValidDetectionBoxes
@@ -131,12 +131,26 @@ def classifier_head(rois, image_meta, mrcnn_feature_maps, config):
 def mask_head(rois, image_meta, mrcnn_feature_maps, config, winograd=False):
     """RoIAlign + mask head: rois [batch, N, 4] normalized -> [batch, N, 2P, 2P, K] sigmoid.
 
+    K = NUM_CLASSES, or 1 with ``config.CLASS_AGNOSTIC_MASKS``.
     winograd: bool, the head's 3x3 convs are ``WinogradConv2D`` layers (inference)."""
     pooled = roi_align("roi_align_mask", config.MASK_POOL_SIZE, config)(
         [rois, image_meta] + mrcnn_feature_maps)
-    return fpn_mask_head(pooled, config.NUM_CLASSES, train_bn=config.TRAIN_BN,
+    mask_channels = 1 if config.CLASS_AGNOSTIC_MASKS else config.NUM_CLASSES
+    return fpn_mask_head(pooled, mask_channels, train_bn=config.TRAIN_BN,
                          norm=config.NORMALIZATION, gn_groups=config.GROUP_NORM_GROUPS,
                          filters=config.MASK_HEAD_FILTERS, winograd=winograd)
+
+
+def keypoint_head(rois, image_meta, mrcnn_feature_maps, config, winograd=False):
+    """RoIAlign + keypoint head: rois [batch, N, 4] normalized -> [batch, N, m, m, K] logits
+    (m = KEYPOINT_MASK_SHAPE, K = len(KEYPOINT_NAMES)).
+
+    winograd: bool, the head's 3x3 convs are ``WinogradConv2D`` layers (inference)."""
+    pooled = roi_align("roi_align_keypoint", config.KEYPOINT_POOL_SIZE, config)(
+        [rois, image_meta] + mrcnn_feature_maps)
+    return fpn_keypoint_head(pooled, len(config.KEYPOINT_NAMES),
+                             num_convs=config.KEYPOINT_HEAD_CONVS,
+                             filters=config.KEYPOINT_HEAD_FILTERS, winograd=winograd)
 
 
 def image_inputs(config):
@@ -154,7 +168,9 @@ def build_inference_model(config):
     class_id, score)] normalized; mrcnn_class [batch, N, K]; mrcnn_bbox [batch, N, K, 4];
     mrcnn_mask [batch, DETECTION_MAX_INSTANCES, h, w, K] (all zero after the batch's largest
     count of real detections); ROI [batch, N, 4] normalized;
-    rpn_class [batch, A, 2]; rpn_bbox [batch, A, 4].
+    rpn_class [batch, A, 2]; rpn_bbox [batch, A, 4]; with KEYPOINT_NAMES, last,
+    mrcnn_keypoint_logits [batch, DETECTION_MAX_INSTANCES, m, m, K] (zero after the real
+    detections, like mrcnn_mask).
     """
     winograd = use_winograd(config)
     with dtype_policy_scope(config.DTYPE_POLICY):
@@ -178,10 +194,13 @@ def build_inference_model(config):
         mrcnn_mask = mask_head(detection_boxes, input_image_meta, mrcnn_feature_maps, config,
                                winograd=winograd)
         mrcnn_mask = PadROIs(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_padded")(mrcnn_mask)
-        return keras.Model(
-            [input_image, input_image_meta],
-            [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox],
-            name="mask_rcnn")
+        outputs = [detections, mrcnn_class, mrcnn_bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox]
+        if config.KEYPOINT_NAMES:
+            keypoints = keypoint_head(detection_boxes, input_image_meta, mrcnn_feature_maps,
+                                      config, winograd=winograd)
+            outputs.append(PadROIs(config.DETECTION_MAX_INSTANCES,
+                                   name="mrcnn_keypoint_padded")(keypoints))
+        return keras.Model([input_image, input_image_meta], outputs, name="mask_rcnn")
 
 
 def build_training_model(config):
@@ -192,10 +211,14 @@ def build_training_model(config):
     RPN_TRAIN_ANCHORS_PER_IMAGE, 4] float32 deltas; input_gt_class_ids [batch, MAX_GT] int32
     (negative = crowd, 0 = padding); input_gt_boxes [batch, MAX_GT, (y1, x1, y2, x2)] float32
     pixels; input_gt_masks [batch, h, w, MAX_GT] bool (mini masks when USE_MINI_MASK);
-    with USE_RPN_ROIS False also input_roi [batch, POST_NMS_ROIS_TRAINING, 4] float32 pixels.
+    with KEYPOINT_NAMES also input_gt_keypoints [batch, MAX_GT, K, (x, y, v)] float32 molded
+    pixels (mrcnn.keypoints convention); with USE_RPN_ROIS False also input_roi
+    [batch, POST_NMS_ROIS_TRAINING, 4] float32 pixels.
     Outputs: a dict of the heads' predictions and the sampled targets (see MaskRCNNTrainer);
     mrcnn_mask, target_mask and mask_class_ids cover the first
-    max(1, int(TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO)) ROIs, where the positives are.
+    max(1, int(TRAIN_ROIS_PER_IMAGE * ROI_POSITIVE_RATIO)) ROIs, where the positives are;
+    with KEYPOINT_NAMES so do mrcnn_keypoint_logits [batch, n, m, m, K], target_keypoints
+    [batch, n, K] int32 cells and target_keypoint_weights [batch, n, K] float32.
     """
     from mrcnn.layers.common import NormBoxes
     from mrcnn.layers.detection_target import DetectionTargetLayer
@@ -216,6 +239,11 @@ def build_training_model(config):
         input_gt_masks = keras.Input(shape=mask_hw + (None,), name="input_gt_masks", dtype="bool")
         inputs = [input_image, input_image_meta, input_rpn_match, input_rpn_bbox,
                   input_gt_class_ids, input_gt_boxes, input_gt_masks]
+        num_keypoints = len(config.KEYPOINT_NAMES)
+        if num_keypoints:
+            input_gt_keypoints = keras.Input(shape=(None, num_keypoints, 3),
+                                             name="input_gt_keypoints", dtype="float32")
+            inputs.append(input_gt_keypoints)
         gt_boxes = NormBoxes(name="norm_gt_boxes")([input_gt_boxes, input_image])
 
         rpn_feature_maps, mrcnn_feature_maps = build_backbone(input_image, config)
@@ -231,13 +259,19 @@ def build_training_model(config):
             inputs.append(input_rois)
             proposals = NormBoxes(name="norm_input_roi")([input_rois, input_image])
 
-        rois, target_class_ids, target_bbox, target_mask = DetectionTargetLayer(
+        target_inputs = [proposals, input_gt_class_ids, gt_boxes, input_gt_masks]
+        keypoint_args = {}
+        if num_keypoints:
+            target_inputs += [input_gt_keypoints, input_image_meta]
+            keypoint_args = {"num_keypoints": num_keypoints,
+                             "keypoint_heatmap_size": config.KEYPOINT_MASK_SHAPE}
+        rois, target_class_ids, target_bbox, target_mask, *target_keypoints = DetectionTargetLayer(
             train_rois_per_image=config.TRAIN_ROIS_PER_IMAGE,
             roi_positive_ratio=config.ROI_POSITIVE_RATIO,
             bbox_std_dev=list(config.BBOX_STD_DEV),
             mask_shape=list(config.MASK_SHAPE),
             use_mini_mask=config.USE_MINI_MASK,
-            name="proposal_targets")([proposals, input_gt_class_ids, gt_boxes, input_gt_masks])
+            name="proposal_targets", **keypoint_args)(target_inputs)
 
         mrcnn_class_logits, mrcnn_class, mrcnn_bbox = classifier_head(
             rois, input_image_meta, mrcnn_feature_maps, config)
@@ -264,6 +298,14 @@ def build_training_model(config):
             "mrcnn_mask": mrcnn_mask,
             "mask_class_ids": mask_class_ids,
         }
+        if num_keypoints:
+            # The keypoint head, like the mask head, runs on the positive rows only.
+            outputs["mrcnn_keypoint_logits"] = keypoint_head(
+                mask_rois, input_image_meta, mrcnn_feature_maps, config)
+            outputs["target_keypoints"] = FirstROIs(
+                num_mask_rois, name="positive_target_keypoints")(target_keypoints[0])
+            outputs["target_keypoint_weights"] = FirstROIs(
+                num_mask_rois, name="positive_target_keypoint_weights")(target_keypoints[1])
         return MaskRCNNTrainer(
             inputs=inputs, outputs=outputs, loss_weights=dict(config.LOSS_WEIGHTS),
             weight_decay=float(config.WEIGHT_DECAY), name="mask_rcnn")

@@ -161,3 +161,44 @@ def fpn_mask_head(pooled, num_classes, train_bn=False, norm="batch", gn_groups=3
     if num_rois is None:
         return UnflattenROIs(None, name="mrcnn_mask_unflatten_rois")([x, pooled])
     return UnflattenROIs(num_rois, name="mrcnn_mask_unflatten_rois")(x)
+
+
+def fpn_keypoint_head(pooled, num_keypoints, num_convs=8, filters=512, winograd=False):
+    """Keypoint head on ROI-aligned features (He et al. 2017, section 5; Detectron2's
+    "KRCNNConvDeconvUpsampleHead").
+
+    Args:
+        pooled: [batch, num_rois, P, P, C] Keras tensor, float32, the output of
+            ``PyramidROIAlign`` with pool size P (``Config.KEYPOINT_POOL_SIZE``); P and C
+            static; batch and num_rois may be dynamic (inference runs on the detections).
+        num_keypoints: int K (``len(Config.KEYPOINT_NAMES)``).
+        num_convs: int, 3x3 conv + ReLU layers (``KEYPOINT_HEAD_CONVS``, 8 in the paper).
+        filters: their channels (``KEYPOINT_HEAD_FILTERS``, 512 in the paper).
+        winograd: bool, the 3x3 convs are ``WinogradConv2D`` layers (inference).
+
+    Layers: mrcnn_keypoint_conv{1..num_convs} (3x3, He-normal init, no normalization, as
+    the paper), mrcnn_keypoint_deconv (4x4 stride 2 transposed conv to K channels, 2P) and
+    mrcnn_keypoint_upsample (bilinear x2, 4P).
+
+    Returns:
+        logits: [batch, num_rois, 4P, 4P, K] float32 heatmap logits, one m x m map per
+        keypoint (m = 4P = ``KEYPOINT_MASK_SHAPE``) in the ROI's frame; a softmax over the
+        m * m cells of a map gives the keypoint's position (``mrcnn.keypoints``).
+    """
+    num_rois = _check_pooled(pooled, "fpn_keypoint_head", dynamic_rois=True)[0]
+    check_positive_int("num_keypoints", num_keypoints)
+    check_positive_int("num_convs", num_convs)
+    check_positive_int("filters", filters)
+
+    x = FlattenROIs(name="mrcnn_keypoint_flatten_rois")(pooled)  # [B*N, P, P, C]
+    for i in range(1, num_convs + 1):
+        x = conv2d(filters, 3, winograd=winograd, padding="same", activation="relu",
+                   kernel_initializer="he_normal", name=f"mrcnn_keypoint_conv{i}")(x)
+    x = keras.layers.Conv2DTranspose(num_keypoints, 4, strides=2, padding="same",
+                                     kernel_initializer="he_normal",
+                                     name="mrcnn_keypoint_deconv")(x)
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear", dtype="float32",
+                                  name="mrcnn_keypoint_upsample")(x)
+    if num_rois is None:
+        return UnflattenROIs(None, name="mrcnn_keypoint_unflatten_rois")([x, pooled])
+    return UnflattenROIs(num_rois, name="mrcnn_keypoint_unflatten_rois")(x)

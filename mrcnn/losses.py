@@ -9,7 +9,7 @@ stays connected to the predictions.
 
 The names match the loss outputs and metrics of matterport/Mask_RCNN:
 ``rpn_class_loss``, ``rpn_bbox_loss``, ``mrcnn_class_loss``,
-``mrcnn_bbox_loss``, ``mrcnn_mask_loss``.
+``mrcnn_bbox_loss``, ``mrcnn_mask_loss``; and ``mrcnn_keypoint_loss`` for Keypoint R-CNN.
 """
 import logging
 
@@ -24,6 +24,7 @@ __all__ = [
     "mrcnn_class_loss",
     "mrcnn_bbox_loss",
     "mrcnn_mask_loss",
+    "mrcnn_keypoint_loss",
     "LOSS_FUNCTIONS",
 ]
 
@@ -152,15 +153,19 @@ def mrcnn_mask_loss(target_masks, target_class_ids, pred_masks):
     target_masks: [batch, num_rois, height, width] float (or bool) in {0, 1}.
     target_class_ids: [batch, num_rois] int class ids; > 0 marks a positive ROI.
     pred_masks: [batch, num_rois, height, width, num_classes] float sigmoid
-        probabilities.
+        probabilities; a static last dimension of 1 is a class-agnostic head
+        (``Config.CLASS_AGNOSTIC_MASKS``) whose one channel serves every class.
 
     Returns: float32 scalar, the per-pixel binary cross-entropy between the
-    target and the true class's mask channel, averaged over the pixels of the
-    positive ROIs; 0.0 without positives.
+    target and the true class's mask channel (channel 0 of a class-agnostic
+    head), averaged over the pixels of the positive ROIs; 0.0 without positives.
     """
     pred_masks = _f32(pred_masks)
-    index = _true_class_index(target_class_ids, 5)                              # [B, N, 1, 1, 1]
-    pred = ops.squeeze(ops.take_along_axis(pred_masks, index, axis=4), axis=4)  # [B, N, h, w]
+    if pred_masks.shape[-1] == 1:  # class-agnostic: one mask per ROI
+        pred = pred_masks[..., 0]                                               # [B, N, h, w]
+    else:
+        index = _true_class_index(target_class_ids, 5)                          # [B, N, 1, 1, 1]
+        pred = ops.squeeze(ops.take_along_axis(pred_masks, index, axis=4), axis=4)
     target = _f32(target_masks)
     bce = ops.binary_crossentropy(target, pred, from_logits=False)
     positive = _f32(ops.greater(target_class_ids, 0))                           # [B, N]
@@ -169,7 +174,32 @@ def mrcnn_mask_loss(target_masks, target_class_ids, pred_masks):
     return _safe_mean(ops.sum(loss), ops.sum(positive) * pixels)
 
 
-# Loss name (the model's output / metric name) -> function.
+def mrcnn_keypoint_loss(target_keypoints, keypoint_weights, pred_logits):
+    """Keypoint head loss (He et al. 2017, section 5).
+
+    target_keypoints: [batch, num_rois, K] int, the target cell ``row * m + col`` of each
+        keypoint in its ROI's m x m heatmap (DetectionTargetLayer).
+    keypoint_weights: [batch, num_rois, K] float (or bool), 1 for labelled keypoints inside
+        positive ROIs, 0 for the others (their cell is ignored).
+    pred_logits: [batch, num_rois, m, m, K] heatmap logits of the keypoint head.
+
+    Returns: float32 scalar, the softmax cross-entropy over the m * m cells of each weighted
+    keypoint's heatmap, averaged over the weighted keypoints of the batch (Detectron2's
+    normalization); 0.0 when no keypoint is weighted.
+    """
+    logits = _f32(pred_logits)
+    shape = ops.shape(logits)
+    # [B, N, m, m, K] -> [B, N, K, m * m]: one distribution per keypoint.
+    logits = ops.reshape(ops.transpose(logits, (0, 1, 4, 2, 3)),
+                         (shape[0], shape[1], shape[4], shape[2] * shape[3]))
+    labels = ops.cast(target_keypoints, "int32")
+    weights = _f32(keypoint_weights)
+    ce = ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)   # [B, N, K]
+    return _safe_mean(ops.sum(ce * weights), ops.sum(weights))
+
+
+# Loss name (the model's output / metric name) -> function: the five Mask R-CNN losses.
+# mrcnn_keypoint_loss joins them only in keypoint models (MaskRCNNTrainer).
 LOSS_FUNCTIONS = {
     "rpn_class_loss": rpn_class_loss,
     "rpn_bbox_loss": rpn_bbox_loss,

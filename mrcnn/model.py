@@ -6,9 +6,10 @@ through this module (``modellib.load_image_gt``, ``modellib.ProposalLayer``, ...
 import contextlib
 import datetime
 import logging
+import math
+import numbers
 import os
 import re
-import warnings
 
 import numpy as np
 
@@ -40,6 +41,10 @@ def log(text, array=None):
         else:
             text += f"shape: {str(array.shape):20}  (empty)  {array.dtype}"
     print(text)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during train(); the message says which checkpoint is the last (intact) one."""
 
 
 class MaskRCNN:
@@ -117,13 +122,16 @@ class MaskRCNN:
         Returns (molded_images [N, h, w, C] float32, image_metas [N, META] float64,
         windows [N, (y1, x1, y2, x2)] int pixels of the real image inside the molded one).
         """
+        from mrcnn.inputs import check_resized_side
         molded_images, image_metas, windows = [], [], []
         config = self.config
-        for image in images:
+        for i, image in enumerate(images):
             molded, window, scale, _, _ = utils.resize_image(
                 image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
                 max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE,
                 method=config.IMAGE_RESIZE_METHOD)
+            check_resized_side(f"image {i}", image.shape,
+                               (window[2] - window[0], window[3] - window[1]), stacklevel=4)
             molded = mold_image(molded, config)
             meta = compose_image_meta(0, image.shape, molded.shape, window, scale,
                                       np.zeros([config.NUM_CLASSES], dtype=np.int32))
@@ -141,7 +149,8 @@ class MaskRCNN:
         """Turn one image's network outputs into pixel results in the original image.
 
         detections: [N, (y1, x1, y2, x2, class_id, score)] normalized, zero padded.
-        mrcnn_mask: [N, h, w, NUM_CLASSES] sigmoid masks.
+        mrcnn_mask: [N, h, w, NUM_CLASSES] sigmoid masks, or [N, h, w, 1] with
+            CLASS_AGNOSTIC_MASKS (that channel serves every class).
         original_image_shape: (H, W, C) before resizing; image_shape: molded (H, W, C).
         window: (y1, x1, y2, x2) pixels of the real image in the molded image.
 
@@ -154,7 +163,8 @@ class MaskRCNN:
         boxes = detections[:count, :4].astype(np.float32)
         class_ids = detections[:count, 4].astype(np.int32)
         scores = detections[:count, 5].astype(np.float32)
-        masks = mrcnn_mask[np.arange(count), :, :, class_ids]
+        channels = class_ids if mrcnn_mask.shape[-1] > 1 else np.zeros_like(class_ids)
+        masks = mrcnn_mask[np.arange(count), :, :, channels]
 
         # Boxes from the molded frame to the window's frame, then to original pixels.
         wy1, wx1, wy2, wx2 = utils.norm_boxes(np.asarray(window)[None], image_shape[:2])[0]
@@ -177,21 +187,11 @@ class MaskRCNN:
         if not isinstance(images, (list, tuple)) or not images:
             raise ValueError("images must be a non-empty list of [H, W, C] arrays, got "
                              f"{type(images).__name__}")
+        from mrcnn.inputs import check_image
         channels = self.config.IMAGE_CHANNEL_COUNT
         checked = []
-        for i, image in enumerate(images):
-            image = np.asarray(image)
-            if image.ndim == 2 and channels == 3:
-                warnings.warn(f"image {i} is grayscale {image.shape}: converted to RGB", stacklevel=3)
-                image = np.stack([image] * 3, axis=-1)
-            elif image.ndim == 3 and image.shape[-1] == 4 and channels == 3:
-                warnings.warn(f"image {i} is RGBA {image.shape}: alpha channel dropped", stacklevel=3)
-                image = image[..., :3]
-            if image.ndim != 3 or image.shape[-1] != channels:
-                raise ValueError(f"image {i} has shape {image.shape}; expected [H, W, {channels}]")
-            if image.shape[0] < 2 or image.shape[1] < 2:
-                raise ValueError(f"image {i} is too small: shape {image.shape}")
-            checked.append(image)
+        for i, image in enumerate(images):  # stacklevel 4: the warning points at detect's caller
+            checked.append(check_image(image, f"image {i}", channels, stacklevel=4))
         return checked
 
     def _predict(self, molded_images, image_metas):
@@ -211,7 +211,9 @@ class MaskRCNN:
 
         images: list of [H, W, 3] RGB arrays (grayscale and RGBA are converted with a warning).
         Returns one dict per image: rois [N, (y1, x1, y2, x2)] int32 pixels in the original
-        image, class_ids [N] int32, scores [N] float32, masks [H, W, N] bool.
+        image, class_ids [N] int32, scores [N] float32, masks [H, W, N] bool; keypoint
+        models (Config.KEYPOINT_NAMES) also keypoints [N, K, (x, y, score)] float32 in
+        original image pixels (pixel-index units, COCO's convention; see mrcnn.keypoints).
         """
         if self.mode != "inference":
             raise ValueError("detect() needs a model built with mode='inference'")
@@ -258,13 +260,50 @@ class MaskRCNN:
             molded_images = np.concatenate(
                 [molded_images, np.zeros((pad,) + molded_images.shape[1:], molded_images.dtype)])
             image_metas = np.concatenate([image_metas, np.repeat(image_metas[-1:], pad, axis=0)])
-        detections, _, _, mrcnn_mask = self._predict(molded_images, image_metas)[:4]
+        outputs = self._predict(molded_images, image_metas)
+        detections, _, _, mrcnn_mask = outputs[:4]
         results = []
         for i in range(count):
             rois, class_ids, scores, masks = self.unmold_detections(
                 detections[i], mrcnn_mask[i], original_shapes[i], molded_images[i].shape, windows[i])
             results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
+            if self.config.KEYPOINT_NAMES:
+                results[-1]["keypoints"] = self.unmold_keypoints(
+                    detections[i], outputs[7][i], original_shapes[i], molded_images[i].shape,
+                    windows[i], float(parse_image_meta(image_metas[i])["scale"]))
         return results
+
+    def unmold_keypoints(self, detections, heatmaps, original_image_shape, image_shape, window,
+                         scale):
+        """One image's keypoint heatmaps -> keypoints in the original image's pixels.
+
+        detections: [N, (y1, x1, y2, x2, class_id, score)] normalized, zero padded.
+        heatmaps: [N, m, m, K] keypoint logits of the same rows.
+        original_image_shape, image_shape, window: as unmold_detections; scale: the resize
+        factor (image meta).
+
+        Returns: [n, K, (x, y, score)] float32, the rows unmold_detections keeps, in the
+        same order; x, y in pixel-index units of the original image (COCO convention, see
+        mrcnn.keypoints), score the softmax probability of the heatmap's arg-max cell.
+        """
+        from mrcnn import keypoints as kp_utils
+
+        class_column = detections[:, 4]
+        zero_rows = np.where(class_column == 0)[0]
+        count = int(zero_rows[0]) if zero_rows.size else detections.shape[0]
+        h, w = image_shape[:2]
+        # Normalized boxes to molded pixel edges (denorm_boxes without its rounding).
+        boxes = detections[:count, :4].astype(np.float64) * np.array([h - 1, w - 1, h - 1, w - 1]) \
+            + np.array([0, 0, 1, 1])
+        keypoints = kp_utils.unmold_keypoints(
+            kp_utils.heatmaps_to_keypoints(heatmaps[:count], boxes), window, scale)
+        # The rows unmold_detections keeps: non-empty boxes in the original image.
+        wy1, wx1, wy2, wx2 = utils.norm_boxes(np.asarray(window)[None], image_shape[:2])[0]
+        wh, ww = wy2 - wy1, wx2 - wx1
+        norm = (detections[:count, :4] - np.array([wy1, wx1, wy1, wx1])) / np.array([wh, ww, wh, ww])
+        orig = utils.denorm_boxes(norm, original_image_shape[:2])
+        keep = (orig[:, 2] - orig[:, 0]) * (orig[:, 3] - orig[:, 1]) > 0
+        return keypoints[keep]
 
     def run_graph(self, images, outputs, image_metas=None):
         """Run the graph up to named layers and return their outputs.
@@ -345,9 +384,12 @@ class MaskRCNN:
         from mrcnn import imagenet
         if not (os.path.isfile(filepath) and h5py.is_hdf5(filepath)):
             return None  # load_weights_h5 reports it
-        with h5py.File(filepath, "r") as f:
-            names = [n.decode() if isinstance(n, bytes) else str(n)
-                     for n in f.attrs.get("layer_names", [])]
+        try:
+            with h5py.File(filepath, "r") as f:
+                names = [n.decode() if isinstance(n, bytes) else str(n)
+                         for n in f.attrs.get("layer_names", [])]
+        except OSError:
+            return None  # load_weights_h5 reports it, naming the file
         architecture = imagenet.detect_architecture(names)
         if architecture is None:
             return None
@@ -449,6 +491,15 @@ class MaskRCNN:
         except (re.error, TypeError) as err:
             raise ValueError(f"layers must be one of {sorted(LAYER_GROUPS)} or a regular "
                              f"expression, got {layers!r}") from err
+        if (not isinstance(learning_rate, numbers.Real) or isinstance(learning_rate, bool)
+                or not math.isfinite(learning_rate) or learning_rate <= 0):
+            raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
+        pattern = re.compile(layer_regex)
+        if not any(pattern.fullmatch(layer.name) for layer in self.get_trainable_layers()):
+            raise ValueError(
+                f"layers={layers!r} matches no layer with weights, so nothing would train (a "
+                f"regular expression must match whole layer names); use one of "
+                f"{sorted(LAYER_GROUPS)} or a pattern such as r\"(mrcnn_.*)|(rpn_.*)\"")
         if self.epoch >= epochs:
             logger.info("already at epoch %d >= %d: nothing to train", self.epoch, epochs)
             return None
@@ -475,9 +526,18 @@ class MaskRCNN:
         # add to the epoch logs is written too.
         callbacks = [guard, checkpoints] + list(custom_callbacks or []) + [
             keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0, write_graph=False)]
-        history = self.keras_model.fit(
-            train_seq, initial_epoch=self.epoch, epochs=epochs, steps_per_epoch=len(train_seq),
-            callbacks=callbacks, validation_data=val_seq, verbose=verbose)
+        try:
+            history = self.keras_model.fit(
+                train_seq, initial_epoch=self.epoch, epochs=epochs,
+                steps_per_epoch=len(train_seq), callbacks=callbacks, validation_data=val_seq,
+                verbose=verbose)
+        except KeyboardInterrupt:
+            saved = checkpoints.last_saved or self.find_last_or_none()
+            message = (f"training interrupted (Ctrl-C); the checkpoints written so far are "
+                       f"intact (checkpoints are written whole at each epoch end): "
+                       f"{'last one ' + saved if saved else 'none yet'}, in {self.log_dir}")
+            logger.warning(message)
+            raise TrainingInterrupted(message) from None
         if guard.message:
             raise FloatingPointError(guard.message + (f"; last checkpoint: {checkpoints.last_saved}"
                                                       if checkpoints.last_saved else ""))
@@ -500,9 +560,17 @@ class MaskRCNN:
             if match:
                 self.epoch = int(match.group("epoch"))
                 log_dir = os.path.dirname(os.path.abspath(os.fspath(model_path)))
-                logger.info("Re-starting from epoch %d", self.epoch)
+                if self.mode == "training":
+                    logger.info("Re-starting from epoch %d", self.epoch)
         self.log_dir = log_dir
         self.checkpoint_path = os.path.join(log_dir, f"mask_rcnn_{name}_{{epoch:04d}}.h5")
+
+    def find_last_or_none(self):
+        """find_last(), or None when there is no checkpoint yet."""
+        try:
+            return self.find_last()
+        except FileNotFoundError:
+            return None
 
     def find_last(self):
         """Path of the last checkpoint of the newest log folder of this config's NAME."""

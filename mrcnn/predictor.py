@@ -7,11 +7,16 @@ it and fuse the bias and ReLU; the convolutions also see constant filters. On a 
 CPU this made float32 ResNet-FPN inference 1.2x to 1.3x faster at 1024 px with direct
 convolutions, and 1.1x with the Winograd convolutions (``Config.WINOGRAD_CONVS``).
 
-Freezing costs time once (20 to 26 s for ResNet-50 at 1024 px on 2 cores, against 0.1
-to 0.3 s saved per image with Winograd convolutions, about 1 s without), so the predictor
-runs the variable graph until the same weights have been used ``freeze_after`` times (2 by
-default): a single detect() in a notebook pays nothing, a loop over a dataset freezes on
-its second batch.
+Freezing costs time once: 1.2 to 4 times the first call (20 to 26 s for ResNet-50 at 1024 px
+on 2 cores; 19.8 s against a 4.9 s first call at 128 px), against 0 to 25 % of each later
+call saved. So by default it happens only once it pays for itself, by the rule of renting
+skis: the predictor times the calls it runs on the variable graph and freezes when the time
+freezing would have saved on them (``freeze_gain`` of it) reaches its estimated cost
+(``freeze_cost_ratio`` times the first call). A notebook's few detect() calls never freeze;
+a loop over a dataset (``evaluate``) freezes once it has shown that it is long, and in the
+worst case spends about twice what knowing the loop's length in advance would. One INFO
+line says when it freezes and why. ``freeze_after=N`` instead freezes on the N-th call with
+the same weights (1: at once), as before.
 
 Frozen graphs go stale when the weights change (``load_weights``, ``set_weights``,
 ``copy_weights_by_name``...). Before every call the predictor takes a fingerprint of the
@@ -21,6 +26,7 @@ freezes again when it differs. It keeps one frozen graph per input shape for at 
 "none") it runs the unfrozen function, which accepts any size without re-freezing.
 """
 import logging
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +37,13 @@ from mrcnn.config import check_positive_int
 logger = logging.getLogger(__name__)
 
 
+# Measured on a 2-core CPU (module doc and README): freezing takes 1.2 to 4 times the first
+# call and saves 0 to 25 % of each later one (up to 14 % with Winograd convolutions, the CPU
+# default). Both are taken on the cautious side: freezing comes late rather than in vain.
+FREEZE_COST_RATIO = 4.0
+FREEZE_GAIN = 0.1
+
+
 class Predictor:
     """Callable ``(images, metas) -> list of NumPy outputs`` for a Keras inference model.
 
@@ -38,16 +51,27 @@ class Predictor:
         keras_model: the inference ``keras.Model`` with inputs (images, image metas).
         freeze: fold the weights into the graph as constants (see the module doc).
         max_frozen_shapes: int >= 1, input shapes with a frozen graph of their own.
-        freeze_after: int >= 1, freeze on this call with unchanged weights (1: at once).
+        freeze_after: None (default): freeze once it pays for itself (module doc); an int
+            >= 1: freeze on this call with unchanged weights (1: at once).
+        freeze_cost_ratio: float > 0, estimated freezing time / the first call's time.
+        freeze_gain: float in (0, 1), estimated fraction of a call's time freezing saves.
 
     Call with images: [batch, H, W, C] float32 molded images and metas: [batch,
     META_SIZE] float32; returns the model's outputs as NumPy arrays, in output order.
     """
 
-    def __init__(self, keras_model, freeze=True, max_frozen_shapes=2, freeze_after=2):
+    def __init__(self, keras_model, freeze=True, max_frozen_shapes=2, freeze_after=None,
+                 freeze_cost_ratio=FREEZE_COST_RATIO, freeze_gain=FREEZE_GAIN):
         check_positive_int("max_frozen_shapes", max_frozen_shapes)
-        check_positive_int("freeze_after", freeze_after)
+        if freeze_after is not None:
+            check_positive_int("freeze_after", freeze_after)
+        if not isinstance(freeze_cost_ratio, (int, float)) or not freeze_cost_ratio > 0:
+            raise ValueError(f"freeze_cost_ratio must be a number > 0, got {freeze_cost_ratio!r}")
+        if not isinstance(freeze_gain, (int, float)) or not 0 < freeze_gain < 1:
+            raise ValueError(f"freeze_gain must be a number in (0, 1), got {freeze_gain!r}")
         self.freeze_after = freeze_after
+        self.freeze_cost_ratio = float(freeze_cost_ratio)
+        self.freeze_gain = float(freeze_gain)
         self.keras_model = keras_model
         self.freeze = bool(freeze)
         self.max_frozen_shapes = max_frozen_shapes
@@ -72,6 +96,8 @@ class Predictor:
         self._frozen = {}  # input shapes -> frozen concrete function
         self._frozen_fingerprint = None
         self._calls_with_fingerprint = 0
+        self._seconds_with_fingerprint = 0.0  # variable-graph seconds since the weights changed
+        self._first_call_seconds = None       # the first call: tracing included
         self._shapes_seen = set()
         self.freezes = 0  # how many times a graph was frozen (for tests and logs)
 
@@ -83,8 +109,28 @@ class Predictor:
         images = tf.convert_to_tensor(np.asarray(images, dtype=np.float32))
         metas = tf.convert_to_tensor(np.asarray(metas, dtype=np.float32))
         function = self._frozen_function(images, metas) if self.freeze else None
-        outputs = function(images, metas) if function is not None else self._function(images, metas)
-        return [np.asarray(o) for o in outputs]
+        if function is not None:
+            outputs = function(images, metas)
+            return [np.asarray(o) for o in outputs]
+        if self._first_call_seconds is None:
+            logger.info("tracing the inference graph (the first call takes a few seconds)")
+        started = time.perf_counter()
+        outputs = [np.asarray(o) for o in self._function(images, metas)]
+        elapsed = time.perf_counter() - started
+        if self._first_call_seconds is None:
+            self._first_call_seconds = elapsed
+        else:
+            self._seconds_with_fingerprint += elapsed
+        return outputs
+
+    def _pays_to_freeze(self):
+        """True when freezing now has paid for itself (or the N-th call of freeze_after came)."""
+        if self.freeze_after is not None:
+            return self._calls_with_fingerprint >= self.freeze_after
+        if self._first_call_seconds is None:
+            return False
+        cost = self.freeze_cost_ratio * self._first_call_seconds
+        return self.freeze_gain * self._seconds_with_fingerprint >= cost
 
     def _frozen_function(self, images, metas):
         key = (tuple(images.shape), tuple(metas.shape))
@@ -100,11 +146,15 @@ class Predictor:
             self._frozen.clear()
             self._frozen_fingerprint = current
             self._calls_with_fingerprint = 0
+            self._seconds_with_fingerprint = 0.0
         self._calls_with_fingerprint += 1
-        if self._calls_with_fingerprint < self.freeze_after:
-            return None
         function = self._frozen.get(key)
+        if function is None and not self._pays_to_freeze():
+            return None
         if function is None:
+            logger.info("freezing the inference graph for inputs %s after %d calls (%.1f s) with "
+                        "the same weights: a one-time cost that makes later calls faster",
+                        key[0], self._calls_with_fingerprint - 1, self._seconds_with_fingerprint)
             concrete = self._function.get_concrete_function(
                 tf.TensorSpec(images.shape, tf.float32), tf.TensorSpec(metas.shape, tf.float32))
             function = convert_variables_to_constants_v2(concrete)

@@ -11,11 +11,14 @@ Crowd instances carry negative class ids: they are never targets, and anchors or
 overlapping them (IoU >= 0.001) are never used as negatives.
 """
 import logging
+import warnings
 
 import numpy as np
 
+from mrcnn import keypoints as kp_utils
 from mrcnn import utils
 from mrcnn.data import compose_image_meta
+from mrcnn.inputs import InstanceWarning, check_image
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +59,8 @@ def _check_class_ids(dataset, image_id, class_ids, num_classes):
             f"{sorted(set(bad.tolist()))}; negative ids mark crowds)")
 
 
-def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=False, rng=None):
+def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=False, rng=None,
+                  keypoints=False):
     """Load an image and its instances, resized per the config and optionally augmented.
 
     dataset: a prepared :class:`mrcnn.utils.Dataset`.
@@ -71,6 +75,8 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=Fa
     use_mini_mask: bool, return masks cut to their box and resized to MINI_MASK_SHAPE.
     rng: np.random.Generator / int seed / None, for "crop" resizing and the seed of an
         albumentations transform (``set_random_seed``).
+    keypoints: bool, also load ``dataset.load_keypoints`` (Config.KEYPOINT_NAMES must be set);
+        the only augmentation then accepted is ``mrcnn.keypoints.HorizontalFlip``.
 
     Returns:
         image: [H, W, C] molded-size image (dtype of the dataset's image, uint8 for RGB files).
@@ -78,6 +84,8 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=Fa
         class_ids: [N] int32 (negative for crowds).
         bbox: [N, (y1, x1, y2, x2)] int32 pixels, from the masks after augmentation.
         mask: [H, W, N] bool, or [mini_h, mini_w, N] bool with use_mini_mask.
+        keypoints (only with keypoints=True): [N, K, (x, y, v)] float32 in the molded image,
+            pixel-index convention (see mrcnn.keypoints).
     Instances whose mask is empty (e.g. moved out of the image) are dropped; an image
     without instances gives N = 0 arrays. Bad inputs raise ValueError naming the image id.
     """
@@ -87,17 +95,27 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=Fa
     if image.ndim != 3 or image.shape[-1] != channels:
         raise ValueError(f"image {image_id}: expected an [H, W, {channels}] image "
                          f"(IMAGE_CHANNEL_COUNT={channels}), got image shape {image.shape}")
+    # Floats in [0, 1] and 16-bit values are rescaled (with a warning), NaN/bool refused.
+    image = check_image(image, f"image {image_id} ({dataset.image_reference(image_id)})",
+                        channels)
     mask, class_ids = dataset.load_mask(image_id)
     mask, class_ids = np.asarray(mask), np.asarray(class_ids)
     if mask.size == 0 and class_ids.size == 0:
         # No instances; the base Dataset returns [0, 0, 0] masks for them.
         mask = np.zeros(image.shape[:2] + (0,), dtype=bool)
         class_ids = np.zeros((0,), dtype=np.int32)
+    if mask.dtype.kind == "f" and not np.all(np.isfinite(mask)):
+        raise ValueError(f"image {image_id}: load_mask returned masks with "
+                         f"{int(np.count_nonzero(~np.isfinite(mask)))} NaN or infinite values")
     try:
         mask, class_ids = utils.validate_instance_masks(image.shape, mask, class_ids)
     except ValueError as err:
         raise ValueError(f"image {image_id}: {err}") from None
+    original_masks = mask
     _check_class_ids(dataset, image_id, class_ids, config.NUM_CLASSES)
+
+    if keypoints:
+        kps = _load_keypoints(dataset, config, image_id, mask.shape[-1], augmentation)
 
     original_shape = image.shape
     image, window, scale, padding, crop = utils.resize_image(
@@ -109,12 +127,21 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=Fa
     else:
         mask = np.zeros(image.shape[:2] + (0,), dtype=bool)
 
-    if augmentation is not None:
+    if keypoints:
+        kps = kp_utils.resize_keypoints(kps, scale, padding, crop)
+        if augmentation is not None:
+            image, mask, kps = augmentation(image, mask, kps, kp_utils.flip_pairs(config), rng)
+    elif augmentation is not None:
         image, mask = _augment(augmentation, image, mask, image_id, rng)
 
     keep = np.any(mask, axis=(0, 1))
     if not np.all(keep):
         logger.debug("image %s: dropping %d empty instance masks", image_id, np.sum(~keep))
+        if not np.all(np.any(original_masks, axis=(0, 1))):
+            empty = np.flatnonzero(~np.any(original_masks, axis=(0, 1))).tolist()
+            warnings.warn(f"image {image_id} ({dataset.image_reference(image_id)}): instance(s) "
+                          f"{empty} of load_mask have empty masks (zero area): dropped",
+                          InstanceWarning, stacklevel=2)
     mask, class_ids = mask[:, :, keep], class_ids[keep]
     bbox = utils.extract_bboxes(mask)
 
@@ -130,7 +157,22 @@ def load_image_gt(dataset, config, image_id, augmentation=None, use_mini_mask=Fa
         mask = utils.minimize_mask(bbox, mask, config.MINI_MASK_SHAPE)
     image_meta = compose_image_meta(image_id, original_shape, image.shape, window, scale,
                                     active_class_ids)
+    if keypoints:
+        return image, image_meta, class_ids, bbox, mask, kps[keep]
     return image, image_meta, class_ids, bbox, mask
+
+
+def _load_keypoints(dataset, config, image_id, count, augmentation):
+    """``dataset.load_keypoints`` checked against the config: [N, K, 3] float32."""
+    num_keypoints = len(config.KEYPOINT_NAMES)
+    if not num_keypoints:
+        raise ValueError("load_image_gt(keypoints=True) needs Config.KEYPOINT_NAMES")
+    if augmentation is not None and not isinstance(augmentation, kp_utils.HorizontalFlip):
+        raise ValueError(f"keypoint models accept only mrcnn.keypoints.HorizontalFlip as "
+                         f"augmentation (other augmenters cannot move keypoints), got "
+                         f"{type(augmentation).__name__}")
+    return kp_utils.check_keypoints(dataset.load_keypoints(image_id), count, num_keypoints,
+                                    image_id)
 
 
 def _augment(augmentation, image, mask, image_id, rng):

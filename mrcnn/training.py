@@ -12,8 +12,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from mrcnn.config import LOSS_NAMES
-from mrcnn.losses import LOSS_FUNCTIONS
+from mrcnn.config import KEYPOINT_LOSS_NAME, LOSS_NAMES
+from mrcnn.losses import LOSS_FUNCTIONS, mrcnn_keypoint_loss
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,8 @@ class MaskRCNNTrainer(keras.Model):
     input_gt_class_ids, input_gt_boxes, input_gt_masks (and input_roi).
 
     loss_weights: {loss name: weight} for the five LOSS_NAMES (missing ones weigh 1.0).
+    Keypoint models (outputs with "mrcnn_keypoint_logits") add a sixth loss,
+    mrcnn_keypoint_loss, and its metric.
     weight_decay: L2 factor; the penalty is weight_decay / 2 * sum of squared kernels of
     the trainable layers (the gradient is weight_decay * w, SGD's weight decay).
     """
@@ -134,9 +136,12 @@ class MaskRCNNTrainer(keras.Model):
     def __init__(self, inputs, outputs, loss_weights=None, weight_decay=0.0, **kwargs):
         super().__init__(inputs=inputs, outputs=outputs, **kwargs)
         loss_weights = dict(loss_weights or {})
-        self.mrcnn_loss_weights = {name: float(loss_weights.get(name, 1.0)) for name in LOSS_NAMES}
+        names = LOSS_NAMES
+        if isinstance(outputs, dict) and "mrcnn_keypoint_logits" in outputs:
+            names = names + (KEYPOINT_LOSS_NAME,)
+        self.mrcnn_loss_weights = {name: float(loss_weights.get(name, 1.0)) for name in names}
         self.weight_decay = float(weight_decay)
-        self.loss_trackers = [keras.metrics.Mean(name=name) for name in LOSS_NAMES]
+        self.loss_trackers = [keras.metrics.Mean(name=name) for name in names]
         self.weight_decay_tracker = keras.metrics.Mean(name="weight_decay")
 
     def named_losses(self, x, y_pred):
@@ -151,7 +156,7 @@ class MaskRCNNTrainer(keras.Model):
         else:
             image_meta, rpn_match, rpn_bbox_target = x[1], x[2], x[3]
         active_class_ids = image_meta[:, 12:]
-        return {
+        losses = {
             "rpn_class_loss": LOSS_FUNCTIONS["rpn_class_loss"](
                 rpn_match, y_pred["rpn_class_logits"]),
             "rpn_bbox_loss": LOSS_FUNCTIONS["rpn_bbox_loss"](
@@ -163,6 +168,11 @@ class MaskRCNNTrainer(keras.Model):
             "mrcnn_mask_loss": LOSS_FUNCTIONS["mrcnn_mask_loss"](
                 y_pred["target_mask"], y_pred["mask_class_ids"], y_pred["mrcnn_mask"]),
         }
+        if "mrcnn_keypoint_logits" in y_pred:
+            losses[KEYPOINT_LOSS_NAME] = mrcnn_keypoint_loss(
+                y_pred["target_keypoints"], y_pred["target_keypoint_weights"],
+                y_pred["mrcnn_keypoint_logits"])
+        return losses
 
     def weight_decay_loss(self):
         """weight_decay / 2 * sum of squares of the trainable kernels (float32 scalar).

@@ -366,6 +366,61 @@ def display_instances(image, boxes, masks, class_ids, class_names, scores=None, 
     return ax
 
 
+def display_keypoints(image, boxes, keypoints, keypoint_names, skeleton=(), min_score=0.0,
+                      title="", figsize=(16, 16), ax=None, colors=None, *, auto_show=False):
+    """Draw keypoints and their skeleton on an image (one colour per instance).
+
+    image: [H, W, 3] values 0..255. boxes: None or [N, (y1, x1, y2, x2)] pixels, drawn dashed.
+    keypoints: [N, K, (x, y, s)] pixel-index units (COCO's convention: pixel column i is
+        centred at x = i, as ``imshow`` draws it), s a visibility (ground truth, 0 = not
+        labelled) or a score (``detect()``); keypoints with s <= min_score are not drawn.
+    keypoint_names: K names; skeleton: pairs of names joined by a line when both are drawn.
+    colors: None (``random_colors(N)``) or N RGB triples in [0, 1].
+
+    Returns: the Axes; each drawn keypoint is a ``Line2D`` marker in ``ax.lines`` (skeleton
+    segments are ``Line2D`` too) and carries its name in the label "<i>:<name>".
+    """
+    rgb = _as_rgb(image)
+    height, width = rgb.shape[:2]
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    names = list(keypoint_names)
+    if keypoints.ndim != 3 or keypoints.shape[1:] != (len(names), 3):
+        raise ValueError(f"keypoints must be [N, K={len(names)}, (x, y, score)], got shape "
+                         f"{keypoints.shape}")
+    count = keypoints.shape[0]
+    if boxes is not None:
+        boxes = _as_box_array(boxes, "boxes")
+        if boxes.shape[0] != count:
+            raise ValueError(f"boxes {boxes.shape} and keypoints {keypoints.shape} must count "
+                             "the same instances")
+    edges = []
+    for pair in skeleton:
+        if len(pair) != 2 or any(p not in names for p in pair):
+            raise ValueError(f"skeleton must hold pairs of keypoint_names, got {pair!r}")
+        edges.append((names.index(pair[0]), names.index(pair[1])))
+    _check_length(colors, count, "colors")
+    colors = colors if colors is not None else random_colors(count)
+
+    ax = _new_axes(ax, figsize)
+    _frame_axes(ax, height, width, title)
+    ax.imshow(_to_uint8(rgb))
+    for i in range(count):
+        color = colors[i]
+        if boxes is not None and np.any(boxes[i]):
+            ax.add_patch(_box_patch(boxes[i], color))
+        shown = keypoints[i, :, 2] > min_score
+        for a, b in edges:
+            if shown[a] and shown[b]:
+                ax.add_line(lines.Line2D(keypoints[i, [a, b], 0], keypoints[i, [a, b], 1],
+                                         color=color, linewidth=2, alpha=0.8))
+        for k in np.flatnonzero(shown):
+            ax.add_line(lines.Line2D([keypoints[i, k, 0]], [keypoints[i, k, 1]], marker="o",
+                                     markersize=5, color=color, markeredgecolor="w",
+                                     linestyle="none", label=f"{i}:{names[k]}"))
+    _maybe_show(auto_show)
+    return ax
+
+
 def display_differences(image, gt_box, gt_class_id, gt_mask, pred_box, pred_class_id, pred_score,
                         pred_mask, class_names, title="", ax=None, show_mask=True, show_box=True,
                         iou_threshold=0.5, score_threshold=0.5, *, auto_show=False):

@@ -122,7 +122,8 @@ def save_weights_h5(model, filepath):
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
-    logger.info("Saved weights of %d layers to %s", len(model.layers), filepath)
+    logger.info("Saved the weights of %d layers (all %d layers listed) to %s",
+                sum(1 for layer in model.layers if layer.weights), len(model.layers), filepath)
 
 
 def _legacy_root(f):
@@ -215,7 +216,12 @@ def load_weights_h5(model, filepath, by_name=False, exclude=None, rename=None):
     if unknown:
         logger.info("exclude names layers without weights in the model: %s", unknown)
 
-    with h5py.File(filepath, "r") as f:
+    try:
+        handle = h5py.File(filepath, "r")
+    except OSError as err:  # h5py's messages ("truncated file: eof = ...") omit the file
+        raise OSError(f"cannot read the weights file {filepath!r} (truncated or damaged? "
+                      f"{os.path.getsize(filepath)} bytes): {err}") from None
+    with handle as f:
         root = _legacy_root(f)
         if root is None:
             native = _is_native_keras3(f)
@@ -233,7 +239,8 @@ def load_weights_h5(model, filepath, by_name=False, exclude=None, rename=None):
 
     for var, value in plan:
         var.assign(value)
-    logger.info("Loaded %d layers from %s", len(report["loaded"]), filepath)
+    logger.info("Loaded the weights of %d of the model's %d layers with weights from %s",
+                len(report["loaded"]), len(model_layers), filepath)
     if report["skipped_in_file"]:
         logger.info("Layers in %s not in the model (skipped): %s", filepath, report["skipped_in_file"])
     if report["missing_in_file"]:

@@ -1,10 +1,10 @@
 """Mask R-CNN on the balloon dataset (VIA polygons), and the "color splash" effect.
 
 Dataset layout: ``<dataset>/train/`` and ``<dataset>/val/``, each holding the photos and
-the VIA annotation file ``via_region_data.json``. Both VIA 1.x exports (a dict of images
-whose "regions" are a dict or a list) and VIA 2.x files (a project with
-"_via_img_metadata", or its exported annotations; "regions" a list) are read. Polygons
-(and rect, circle, ellipse regions) become masks clipped to the image.
+the VIA annotation file ``via_region_data.json``, read by ``mrcnn.datasets.ViaDataset``:
+VIA 1.x exports (a dict of images whose "regions" are a dict or a list) and VIA 2.x files
+(a project with "_via_img_metadata", or its exported annotations; "regions" a list).
+Polygons (and rect, circle, ellipse regions) become masks clipped to the image.
 
     python samples/balloon.py train --dataset /data/balloon --weights coco
     python samples/balloon.py train --dataset /data/balloon --weights last
@@ -25,13 +25,13 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
-import skimage.draw  # noqa: E402
 
 from mrcnn.config import Config  # noqa: E402
-from mrcnn.dataset import Dataset, read_json_object  # noqa: E402
 from mrcnn.cli_args import (  # noqa: E402
     CliError, add_common_arguments, build_model, flip_augmentation, make_run_config, network_flags,
     run_main)
+from mrcnn.datasets.common import image_size  # noqa: E402,F401  (re-exported)
+from mrcnn.datasets.via import ViaDataset, read_via_regions, shape_to_mask  # noqa: E402,F401
 
 logger = logging.getLogger(__name__)
 
@@ -52,160 +52,29 @@ class BalloonConfig(Config):
     DETECTION_MIN_CONFIDENCE = 0.9
 
 
-# --------------------------------------------------------------------------- VIA reading
-def read_via_regions(path):
-    """Image entries of a VIA 1.x or 2.x annotation file.
-
-    path: the JSON file.
-
-    Returns: list of (filename, [shape_attributes dict, ...]) in file order. A VIA 2.x
-    project is recognised by its "_via_img_metadata" key; "regions" may be a dict
-    (VIA 1.x, keyed "0", "1", ...) or a list. Raises FileNotFoundError or ValueError
-    naming the file and the bad entry.
-    """
-    data = read_json_object(path, "VIA annotation file")
-    if "_via_img_metadata" in data:
-        data = data["_via_img_metadata"]
-        if not isinstance(data, dict):
-            raise ValueError(f"{path!r}: '_via_img_metadata' must be an object")
-    entries = []
-    for key, entry in data.items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("filename"), str):
-            raise ValueError(f"{path!r}: entry {key!r} is not a VIA image record "
-                             "(an object with a 'filename')")
-        regions = entry.get("regions") or []
-        if isinstance(regions, dict):
-            regions = [regions[k] for k in sorted(regions, key=_region_order)]
-        if not isinstance(regions, list):
-            raise ValueError(f"{path!r}: 'regions' of {entry['filename']!r} must be a list or "
-                             f"an object, got {type(regions).__name__}")
-        shapes = []
-        for region in regions:
-            shape = region.get("shape_attributes") if isinstance(region, dict) else None
-            if not isinstance(shape, dict):
-                raise ValueError(f"{path!r}: a region of {entry['filename']!r} lacks "
-                                 "'shape_attributes'")
-            shapes.append(shape)
-        entries.append((entry["filename"], shapes))
-    return entries
-
-
-def _region_order(key):
-    return (0, int(key)) if str(key).isdigit() else (1, str(key))
-
-
-def shape_to_mask(shape, height, width):
-    """Rasterise one VIA shape: [height, width] bool, clipped to the image.
-
-    shape: VIA "shape_attributes": polygon / polyline (all_points_x, all_points_y),
-    rect (x, y, width, height), circle (cx, cy, r) or ellipse (cx, cy, rx, ry[, theta]),
-    in pixels (x to the right, y down). Polygon vertices are pixel centres and the
-    boundary is included (skimage.draw.polygon); a rect covers width x height pixels.
-    Raises ValueError for other shapes or bad values.
-    """
-    name = shape.get("name")
-    try:
-        if name in ("polygon", "polyline"):
-            xs = np.asarray(shape["all_points_x"], dtype=np.float64)
-            ys = np.asarray(shape["all_points_y"], dtype=np.float64)
-            if xs.shape != ys.shape or xs.ndim != 1 or len(xs) < 3:
-                raise ValueError(f"polygon needs >= 3 points with as many x as y, got "
-                                 f"{len(xs)} x and {len(ys)} y")
-            rr, cc = skimage.draw.polygon(ys, xs, shape=(height, width))
-        elif name == "rect":
-            # Pixels x .. x + width - 1 and y .. y + height - 1, as VIA draws them.
-            x, y, w, h = (float(shape[k]) for k in ("x", "y", "width", "height"))
-            y1, x1 = max(0, int(round(y))), max(0, int(round(x)))
-            y2, x2 = min(height, int(round(y + h))), min(width, int(round(x + w)))
-            rr, cc = np.mgrid[y1:max(y1, y2), x1:max(x1, x2)]
-        elif name == "circle":
-            rr, cc = skimage.draw.disk((float(shape["cy"]), float(shape["cx"])),
-                                       float(shape["r"]), shape=(height, width))
-        elif name == "ellipse":
-            rr, cc = skimage.draw.ellipse(float(shape["cy"]), float(shape["cx"]),
-                                          float(shape["ry"]), float(shape["rx"]),
-                                          shape=(height, width),
-                                          rotation=-float(shape.get("theta", 0.0)))
-        else:
-            raise ValueError(f"unsupported VIA shape {name!r} (polygon, polyline, rect, "
-                             "circle and ellipse are read)")
-    except KeyError as err:
-        raise ValueError(f"VIA {name} shape lacks {err.args[0]!r}") from None
-    mask = np.zeros((height, width), dtype=bool)
-    mask[rr, cc] = True
-    return mask
-
-
-def image_size(path):
-    """(height, width) of an image file, read from its header (no decoding)."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        width, height = image.size
-    return height, width
-
-
-class BalloonDataset(Dataset):
+# --------------------------------------------------------------------------- dataset
+class BalloonDataset(ViaDataset):
     """Balloon instances from VIA annotation files (one class, "balloon")."""
 
     def load_balloon(self, dataset_dir, subset, annotation_file=ANNOTATION_FILE,
-                     keep_unannotated=False):
+                     keep_unannotated=False, strict=True):
         """Add the images of ``<dataset_dir>/<subset>/`` and their VIA regions.
 
         subset: "train" or "val". annotation_file: name of the VIA file in that folder.
         keep_unannotated: keep images without regions (as negatives); by default they are
             skipped, because VIA lists images that were never annotated too.
-        Missing image files and shapes that cannot be read are skipped with a warning
-        naming them. Raises FileNotFoundError / ValueError for a missing or bad file.
+        strict: False skips malformed regions with a MalformedAnnotationWarning naming
+            them (see mrcnn.datasets.ViaDataset.load_via); True raises.
+        Missing image files are skipped with a warning naming them. Raises
+        FileNotFoundError / ValueError for a missing or bad file.
         """
         if subset not in SUBSETS:
             raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
         folder = os.path.join(os.fspath(dataset_dir), subset)
         if not os.path.isdir(folder):
             raise FileNotFoundError(f"balloon subset folder not found: {folder!r}")
-        path = os.path.join(folder, annotation_file)
-        self.add_class("balloon", 1, "balloon")
-        for filename, shapes in read_via_regions(path):
-            if not shapes and not keep_unannotated:
-                logger.info("%s: %s has no region; skipped", path, filename)
-                continue
-            image_path = os.path.join(folder, filename)
-            if not os.path.isfile(image_path):
-                logger.warning("%s: image file not found: %s; skipped", path, image_path)
-                continue
-            height, width = image_size(image_path)
-            self.add_image("balloon", image_id=filename, path=image_path, width=width,
-                           height=height, polygons=shapes)
-
-    def load_mask(self, image_id):
-        """masks [H, W, N] bool (clipped to the image) and class_ids [N] int32 (all 1).
-
-        Shapes that cannot be read, or that cover no pixel of the image, are skipped with
-        a warning naming the image.
-        """
-        info = self.image_info[image_id]
-        if info["source"] != "balloon":
-            return super().load_mask(image_id)
-        height, width = info["height"], info["width"]
-        masks = []
-        for k, shape in enumerate(info["polygons"]):
-            try:
-                mask = shape_to_mask(shape, height, width)
-            except ValueError as err:
-                logger.warning("%s, region %d: %s; skipped", info["path"], k, err)
-                continue
-            if not mask.any():
-                logger.warning("%s, region %d lies outside the %dx%d image; skipped",
-                               info["path"], k, height, width)
-                continue
-            masks.append(mask)
-        if not masks:
-            return np.zeros((height, width, 0), dtype=bool), np.zeros((0,), dtype=np.int32)
-        return np.stack(masks, axis=-1), np.ones(len(masks), dtype=np.int32)
-
-    def image_reference(self, image_id):
-        """The image's file path."""
-        return self.image_info[image_id]["path"]
+        return self.load_via(os.path.join(folder, annotation_file), class_name="balloon",
+                             keep_unannotated=keep_unannotated, source="balloon", strict=strict)
 
 
 # --------------------------------------------------------------------------- splash

@@ -126,9 +126,10 @@ def load_dataset(args, split):
         else:
             subsets = ["minival"] if year == "2014" else ["val"]
         coco = None
+        kind = "person_keypoints" if getattr(args, "keypoints", False) else "instances"
         for subset in subsets:
             coco = _load(lambda: dataset.load_coco_standard(args.dataset, subset, year=year,
-                                                            return_coco=True),
+                                                            return_coco=True, annotations=kind),
                          f"cannot read the {subset}{year} split of {args.dataset!r}")
     if not dataset.image_info:
         raise CliError(f"no usable image in the {split} split (check the image folder)")
@@ -144,7 +145,8 @@ def train(args):
     if dataset_val is not None and dataset_val.class_info != dataset_train.class_info:
         raise CliError("the validation annotations list other categories than the training "
                        "annotations; both files need the same 'categories'")
-    config = make_run_config(CocoConfig, args, NUM_CLASSES=dataset_train.num_classes)
+    config = make_run_config(CocoConfig, args, NUM_CLASSES=dataset_train.num_classes,
+                             **keypoint_attrs(dataset_train))
     config.display()
     model = build_model("training", config, args.model, args.logs, download=args.download,
                         flag="--model", run_settings=network_flags(args))
@@ -155,7 +157,11 @@ def train(args):
         from mrcnn.evaluation import MeanAPCallback
         callbacks.append(MeanAPCallback(model, dataset_val, limit=args.eval_images,
                                         keep_best=True))
-    augmentation = flip_augmentation()
+    if config.KEYPOINT_NAMES:
+        from mrcnn.keypoints import HorizontalFlip
+        augmentation = HorizontalFlip(0.5)  # swaps left_* and right_* keypoints too
+    else:
+        augmentation = flip_augmentation()
     for layers, end_epoch, factor in scaled_schedule(args.epochs):
         print(f"Training {layers} to epoch {end_epoch} at learning rate "
               f"{config.LEARNING_RATE * factor:g}")
@@ -172,26 +178,45 @@ def detect_coco(model, dataset, image_ids, verbose=1):
 
     results = []
     started = time.time()
+    first = None
     batch = model.config.BATCH_SIZE
     for start in range(0, len(image_ids), batch):
         ids = image_ids[start:start + batch]
         outputs = model.detect([dataset.load_image(i) for i in ids])
         for image_id, output in zip(ids, outputs):
             results.extend(detections_to_coco_results(dataset, image_id, output))
+        if first is None:
+            first = time.time() - started
     elapsed = time.time() - started
-    if verbose:
-        print(f"Prediction time: {elapsed:.1f} s, {elapsed / max(len(image_ids), 1):.2f} s "
-              f"per image, {len(results)} detections")
+    if verbose and image_ids:
+        rest = len(image_ids) - min(batch, len(image_ids))
+        after = f", then {(elapsed - first) / rest:.2f} s per image" if rest else ""
+        # The first batch traces the graph: its time says nothing about the steady speed.
+        print(f"Prediction time: {elapsed:.1f} s for {len(image_ids)} images (the first batch "
+              f"{first:.1f} s, graph tracing included{after}), {len(results)} detections")
     return results
 
 
 def print_summary(metrics):
-    """One line per evaluation type with the 12 COCO numbers."""
-    from mrcnn.coco import COCO_METRIC_NAMES
-
-    print("Summary: " + " ".join(f"{name:>6}" for name in COCO_METRIC_NAMES))
+    """One line per evaluation type with its COCO numbers (12 for bbox / segm, 10 for
+    keypoints, each under its own header)."""
+    header = None
     for eval_type, values in metrics.items():
-        print(f"{eval_type:>7}: " + " ".join(f"{values[name]:6.3f}" for name in COCO_METRIC_NAMES))
+        if tuple(values) != header:
+            header = tuple(values)
+            print("Summary: " + " ".join(f"{name:>6}" for name in header))
+        print(f"{eval_type:>7}: " + " ".join(f"{values[name]:6.3f}" for name in header))
+
+
+def keypoint_attrs(dataset):
+    """Config attributes of a dataset with keypoints ({} without): KEYPOINT_NAMES and a
+    KEYPOINT_FLIP_MAP pairing "left_*" with "right_*" names (COCO's person keypoints)."""
+    names = dataset.keypoint_names()
+    if not names:
+        return {}
+    flips = tuple((n, "right_" + n[5:]) for n in names
+                  if n.startswith("left_") and "right_" + n[5:] in names)
+    return {"KEYPOINT_NAMES": tuple(names), "KEYPOINT_FLIP_MAP": flips}
 
 
 def evaluate(args):
@@ -200,8 +225,9 @@ def evaluate(args):
 
     dataset, coco = load_dataset(args, "val")
     # Every detection counts for AP: no confidence cut (as matterport's evaluation).
-    config = make_run_config(CocoConfig, args, NUM_CLASSES=dataset.num_classes, GPU_COUNT=1,
-                             IMAGES_PER_GPU=1, DETECTION_MIN_CONFIDENCE=0.0)
+    config = make_run_config(CocoConfig, args, NUM_CLASSES=dataset.num_classes,
+                             **keypoint_attrs(dataset), GPU_COUNT=1, IMAGES_PER_GPU=1,
+                             DETECTION_MIN_CONFIDENCE=0.0)
     if args.limit is not None and args.limit < 0:
         raise CliError(f"--limit must be >= 1 (or 0 for all), got {args.limit}")
     model = build_model("inference", config, args.model, args.logs, download=args.download,
@@ -217,7 +243,8 @@ def evaluate(args):
 
     coco_ids = [dataset.image_info[i]["id"] for i in image_ids]
     metrics = {}
-    for eval_type in ("bbox", "segm"):
+    eval_types = ("bbox", "segm") + (("keypoints",) if config.KEYPOINT_NAMES else ())
+    for eval_type in eval_types:
         print(f"\n=== COCO {eval_type} evaluation ({len(coco_ids)} images) ===")
         if not results:
             print("No detections: every metric is 0")
@@ -247,6 +274,10 @@ def build_parser():
                         help="evaluate: number of images (default 500, 0 = all)")
     parser.add_argument("--results", metavar="FILE",
                         help="evaluate: results JSON (default: <logs>/coco_results.json)")
+    parser.add_argument("--keypoints", action="store_true",
+                        help="with --dataset: read person_keypoints_<subset><year>.json "
+                             "(Keypoint R-CNN; --annotations files with keypoint categories "
+                             "turn it on by themselves)")
     parser.add_argument("--eval-images", type=int, default=0, metavar="N",
                         help="train: mask mAP of N validation images after each epoch")
     add_common_arguments(parser)

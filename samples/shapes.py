@@ -616,6 +616,9 @@ def main(argv=None):
     except UsageError as err:
         print(f"shapes.py {args.command}: error: {err}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt as err:  # train() says which checkpoint is the last intact one
+        print(f"shapes.py {args.command}: interrupted: {err}", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -139,6 +139,13 @@ def test_shapes_last_does_not_take_a_small_run_for_the_real_one(tmp_path, caplog
 
 
 def test_load_errors_do_not_talk_about_the_python_api():
+    err = ValueError("'a.h5': the weights of 1 layer(s) differ in shape from the model: "
+                     "mrcnn_bbox_fc: kernel (64, 8) vs (1024, 8). A different NUM_CLASSES (or "
+                     "backbone) than the file's? Load the rest with load_weights(path, "
+                     "by_name=True, exclude=['mrcnn_bbox_fc'])")
+    assert cli_args._without_api_hints(err) == (
+        "'a.h5': the weights of 1 layer(s) differ in shape from the model: mrcnn_bbox_fc: kernel "
+        "(64, 8) vs (1024, 8). A different NUM_CLASSES (or backbone) than the file's?")
     err = ValueError("layer 'mrcnn_bbox_fc' weight 'kernel': shape (64, 8) in file 'a.h5' but "
                      "(1024, 8) in the model (different NUM_CLASSES or backbone? use by_name=True "
                      "with exclude=['mrcnn_bbox_fc', ...])")

@@ -409,6 +409,9 @@ def test_evaluate_coco_empty_and_bad_arguments(hand_coco, caplog):
     with pytest.raises(ValueError, match=r"image_ids \[99\]"):
         evaluate_coco(coco, results, image_ids=[99])
     with pytest.raises(ValueError, match="eval_types"):
+        evaluate_coco(coco, results, eval_types=("captions",))
+    # "keypoints" is a known type (Keypoint R-CNN), but these results have no keypoints.
+    with pytest.raises(ValueError, match="'keypoints' evaluation needs 'keypoints'"):
         evaluate_coco(coco, results, eval_types=("keypoints",))
     with pytest.raises(ValueError, match="result 0 \\(image 10\\) has none"):
         evaluate_coco(coco, [{k: v for k, v in results[0].items() if k != "segmentation"}])

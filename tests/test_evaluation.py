@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from mrcnn import utils
+from mrcnn import evaluation, utils
 from mrcnn.dataset import Dataset
 from mrcnn.evaluation import (MAP50_LOG_KEY, MAP_LOG_KEY, MeanAPCallback, copy_weights_by_name,
                               evaluate_dataset)
@@ -253,3 +253,82 @@ def test_callback_inside_train_with_a_real_model(tmp_path):
     np.testing.assert_array_equal(
         callback.inference_model.keras_model.get_layer(name).get_weights()[0],
         model.keras_model.get_layer(name).get_weights()[0])
+
+
+# ----------------------------------------------------------------------------- DSB2018 metric
+def _boxes_to_masks(shape, *boxes):
+    """[H, W, N] bool masks, one filled (y1, x1, y2, x2) box each (exclusive ends)."""
+    masks = np.zeros(tuple(shape) + (len(boxes),), dtype=bool)
+    for k, (y1, x1, y2, x2) in enumerate(boxes):
+        masks[y1:y2, x1:x2, k] = True
+    return masks
+
+
+DSB_GT = _boxes_to_masks((40, 40), (0, 0, 10, 10), (0, 20, 10, 30), (20, 0, 30, 10),
+                         (20, 20, 30, 30))
+
+
+def test_dsb2018_thresholds_are_half_to_095():
+    assert evaluation.DSB2018_THRESHOLDS == (0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9,
+                                             0.95)
+
+
+def test_dsb2018_perfect():
+    counts = evaluation.dsb2018_counts(DSB_GT, DSB_GT[..., ::-1])
+    np.testing.assert_array_equal(counts, [[4, 0, 0]] * 10)
+    assert evaluation.dsb2018_score(DSB_GT, DSB_GT) == 1.0
+
+
+def test_dsb2018_one_miss():
+    counts = evaluation.dsb2018_counts(DSB_GT, DSB_GT[..., :3])
+    np.testing.assert_array_equal(counts, [[3, 0, 1]] * 10)
+    assert evaluation.dsb2018_score(DSB_GT, DSB_GT[..., :3]) == 0.75
+
+
+def test_dsb2018_one_false_positive():
+    pred = np.concatenate([DSB_GT, _boxes_to_masks((40, 40), (32, 32, 36, 36))], axis=-1)
+    np.testing.assert_array_equal(evaluation.dsb2018_counts(DSB_GT, pred), [[4, 1, 0]] * 10)
+    assert evaluation.dsb2018_score(DSB_GT, pred) == 0.8
+
+
+def test_dsb2018_split_nucleus():
+    # Nucleus 0 (100 px) predicted as two pieces: its first 63 pixels in raster order
+    # (IoU 0.63, a match at 0.5, 0.55, 0.6) and the other 37 (IoU 0.37, never).
+    first = np.zeros((40, 40), dtype=bool)
+    first.ravel()[np.flatnonzero(DSB_GT[..., 0].ravel())[:63]] = True
+    pieces = np.stack([first, DSB_GT[..., 0] & ~first], axis=-1)
+    pred = np.concatenate([pieces, DSB_GT[..., 1:]], axis=-1)
+    counts = evaluation.dsb2018_counts(DSB_GT, pred)
+    np.testing.assert_array_equal(counts, [[4, 1, 0]] * 3 + [[3, 2, 1]] * 7)
+    # (3 * 4/5 + 7 * 3/6) / 10
+    assert evaluation.dsb2018_score(DSB_GT, pred) == pytest.approx(0.59, abs=1e-12)
+
+
+def test_dsb2018_iou_must_exceed_the_threshold():
+    # IoU exactly 0.5 (50 of 100 px) is no match at 0.5; IoU 0.8 matches up to 0.75.
+    pred = DSB_GT.copy()
+    pred[5:, :, 0] = False                       # 50 px of nucleus 0
+    pred[8:, 20:30, 1] = False                   # 80 px of nucleus 1
+    counts = evaluation.dsb2018_counts(DSB_GT, pred)
+    np.testing.assert_array_equal(counts[:, 0], [3] * 6 + [2] * 4)
+    np.testing.assert_array_equal(counts[:, 1], counts[:, 2])
+    assert evaluation.dsb2018_score(DSB_GT, pred) == pytest.approx(
+        (6 * 3 / 5 + 4 * 2 / 6) / 10, abs=1e-12)
+
+
+def test_dsb2018_one_to_one_with_a_duplicate_prediction():
+    pred = np.concatenate([DSB_GT, DSB_GT[..., :1]], axis=-1)   # nucleus 0 predicted twice
+    np.testing.assert_array_equal(evaluation.dsb2018_counts(DSB_GT, pred), [[4, 1, 0]] * 10)
+
+
+def test_dsb2018_empty_cases_and_mean_over_images():
+    empty = np.zeros((40, 40, 0), dtype=bool)
+    assert evaluation.dsb2018_score(empty, empty) == 1.0
+    assert evaluation.dsb2018_score(DSB_GT, empty) == 0.0
+    assert evaluation.dsb2018_score(empty, DSB_GT) == 0.0
+    result = evaluation.dsb2018_metric([(DSB_GT, DSB_GT), (DSB_GT, DSB_GT[..., :3])])
+    assert result == {"score": 0.875, "per_image": [1.0, 0.75]}
+    with pytest.raises(ValueError, match="at least one"):
+        evaluation.dsb2018_metric([])
+    with pytest.raises(ValueError, match=r"pred_masks must be \[40, 40, N\]"):
+        evaluation.dsb2018_score(DSB_GT, np.zeros((30, 40, 1), bool))

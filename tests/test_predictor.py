@@ -77,6 +77,48 @@ def test_freezing_waits_for_repeated_weights(model, rng):
         assert predictor.freezes == expected
 
 
+class _Clock:
+    """A fake time.perf_counter: the first call's time is ``first`` s, every later one ``later``."""
+
+    def __init__(self, first, later):
+        self.now, self.reads, self.first, self.later = 0.0, 0, first, later
+
+    def __call__(self):
+        self.reads += 1
+        if self.reads % 2 == 0:  # the end of a call
+            self.now += self.first if self.reads == 2 else self.later
+        return self.now
+
+
+def test_freezing_waits_until_it_pays_for_itself(model, rng, monkeypatch, caplog):
+    """Freeze when freeze_gain of the variable-graph time reaches freeze_cost_ratio x the first
+    call: 0.5 * (5 calls x 4 s) = 1 x 10 s, so the 7th call freezes and not the 6th."""
+    import mrcnn.predictor
+
+    monkeypatch.setattr(mrcnn.predictor.time, "perf_counter", _Clock(first=10.0, later=4.0))
+    molded, metas = batch(model, rng)
+    predictor = Predictor(model.keras_model, freeze=True, freeze_cost_ratio=1.0, freeze_gain=0.5)
+    for _ in range(6):
+        predictor(molded, metas)
+    assert predictor.freezes == 0
+    with caplog.at_level("INFO", logger="mrcnn.predictor"):
+        predictor(molded, metas)
+    assert predictor.freezes == 1
+    assert "freezing the inference graph for inputs (2, 128, 128, 3) after 6 calls (20.0 s)" \
+        in caplog.text
+
+
+def test_default_policy_does_not_freeze_a_few_calls(model, rng):
+    molded, metas = batch(model, rng)
+    predictor = Predictor(model.keras_model)
+    assert predictor.freeze_after is None
+    for _ in range(3):
+        predictor(molded, metas)
+    assert predictor.freezes == 0
+    with pytest.raises(ValueError, match="freeze_gain must be a number in \\(0, 1\\), got 1.5"):
+        Predictor(model.keras_model, freeze_gain=1.5)
+
+
 def test_low_precision_models_are_not_frozen(tmp_path):
     class Bf16(TinyConfig):
         DTYPE_POLICY = "mixed_bfloat16"
@@ -97,6 +139,7 @@ def test_detect_uses_the_config_switch(tmp_path, rng):
     plain_model.keras_model.set_weights(frozen_model.keras_model.get_weights())
     a = frozen_model.detect([image, image])
     assert frozen_model._predict_fn.freezes == 0  # the first call runs the variable graph
+    frozen_model._predict_fn.freeze_after = 1
     a = frozen_model.detect([image, image])
     b = plain_model.detect([image, image])
     b = plain_model.detect([image, image])

@@ -124,7 +124,7 @@ def test_bad_via_files(tmp_path):
     with pytest.raises(ValueError, match="must hold a JSON object, got list"):
         balloon.BalloonDataset().load_balloon(tmp_path, "train")
     path.write_text(json.dumps({"k": {"filename": "x.jpg", "regions": [{"no": 1}]}}))
-    with pytest.raises(ValueError, match="region of 'x.jpg' lacks 'shape_attributes'"):
+    with pytest.raises(ValueError, match=r"image 'x.jpg', region 0: lacks 'shape_attributes'"):
         balloon.BalloonDataset().load_balloon(tmp_path, "train")
     with pytest.raises(ValueError, match="subset must be one of"):
         balloon.BalloonDataset().load_balloon(tmp_path, "test")

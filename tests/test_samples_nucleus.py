@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from samples import nucleus
+from tests.conftest import SHARED_DATA
 
 SIZE = 64
 
@@ -174,6 +175,64 @@ def test_submit_csv_decodes_back_to_the_predicted_masks(dsb, tmp_path):
         assert f.readline().strip() == "ImageId,EncodedPixels"
 
 
+def test_evaluate_scores_perfect_predictions_one(dsb, capsys):
+    root, train, _ = dsb
+    dataset = nucleus.NucleusDataset()
+    dataset.load_nucleus(root, "train")
+    dataset.prepare()
+    metrics = nucleus.evaluate_nucleus(_FakeModel(train), dataset, max_dets=400)
+    # The duplicate of instance 0 (lowest score) is a false positive for COCO AP at the
+    # end of the ranking (precision stays 1 up to full recall), and removed as an overlap
+    # for the DSB2018 metric.
+    assert metrics["segm"]["AP"] == pytest.approx(1.0)
+    assert metrics["segm"]["AP50"] == pytest.approx(1.0)
+    ids = ("stage101", "stage102", "stage103", "stage104")
+    assert [p["id"] for p in metrics["per_image"]] == list(ids)
+    assert [p["gt"] for p in metrics["per_image"]] == [train[i][1].shape[-1] for i in ids]
+    # Nuclei that touch no other score 1 on the DSB2018 metric; where two synthetic
+    # discs overlap, the lower-scored one loses the shared pixels and may miss IoU 0.95.
+    separate = [p["dsb2018"] for p in metrics["per_image"]
+                if train[p["id"]][1].sum(axis=-1).max() <= 1]
+    assert len(separate) >= 1 and separate == [1.0] * len(separate)
+    assert metrics["dsb2018"] == np.mean([p["dsb2018"] for p in metrics["per_image"]])
+    assert "maxDets=400" in capsys.readouterr().out
+
+
+def test_evaluate_min_score_and_misses(dsb):
+    root, train, _ = dsb
+    dataset = nucleus.NucleusDataset()
+    dataset.load_nucleus(root, "train")
+    dataset.prepare()
+    # min_score 0.95 keeps no detection: every image scores 0 on the DSB2018 metric
+    metrics = nucleus.evaluate_nucleus(_FakeModel(train), dataset, max_dets=100, min_score=0.95)
+    assert metrics["dsb2018"] == 0.0
+    assert [p["detections"] for p in metrics["per_image"]] == [0, 0, 0, 0]
+
+
+def test_remove_overlaps_keeps_score_order():
+    masks = np.zeros((4, 4, 3), bool)
+    masks[0:2, 0:2, 0] = True
+    masks[1:3, 1:3, 1] = True
+    masks[1:2, 1:2, 2] = True
+    kept, indices = nucleus.remove_overlaps(masks, [0.2, 0.9, 0.5])
+    np.testing.assert_array_equal(indices, [1, 0])
+    np.testing.assert_array_equal(kept[..., 0], masks[..., 1])
+    np.testing.assert_array_equal(kept[..., 1], masks[..., 0] & ~masks[..., 1])
+
+
+def test_detect_dataset_writes_an_overlay_per_image(dsb, tmp_path):
+    root, train, _ = dsb
+    dataset = nucleus.NucleusDataset()
+    dataset.load_nucleus(root, "train")
+    dataset.prepare()
+    out = tmp_path / "submit"
+    nucleus.detect_dataset(_FakeModel(train), dataset, str(out), min_score=0.5, overlays=True)
+    assert sorted(os.listdir(out)) == ["stage101.png", "stage102.png", "stage103.png",
+                                       "stage104.png", "submit.csv"]
+    picture = skimage.io.imread(out / "stage101.png")
+    assert picture.ndim == 3 and min(picture.shape[:2]) > 32
+
+
 def test_detect_cli_writes_submit_csv(dsb, tmp_path, capsys):
     root, _, test = dsb
     results = tmp_path / "results"
@@ -208,3 +267,96 @@ def test_short_train(dsb, tmp_path):
     (run,) = os.listdir(tmp_path / "logs")
     assert sorted(f for f in os.listdir(tmp_path / "logs" / run) if f.endswith(".h5")) == [
         "mask_rcnn_nucleus_0001.h5"]
+
+
+# ----------------------------------------------------------------------------- real data
+CROWDED = {"432f367a4c5b5674de2e2977744d10289a064e5704b21af6607b4975be47c580": 329,
+           "d6eb7ce7723e2f6dc13b90b41a29ded27dbd815bad633fdf582447c686018896": 249}
+
+
+@pytest.fixture(scope="module")
+def crowded():
+    """A NucleusDataset of the two crowdest shared images (masks cached after one read)."""
+    root = os.path.join(SHARED_DATA, "dsb2018_45")
+    if not os.path.isdir(os.path.join(root, nucleus.TRAIN_FOLDER)):
+        pytest.skip(f"real data folder {root} is absent (it lives beside the checkout as "
+                    "../shared/data)")
+    dataset = nucleus.NucleusDataset()
+    dataset.load_nucleus(root, "train")
+    dataset.image_info = [info for info in dataset.image_info if info["id"] in CROWDED]
+    dataset.prepare()
+    return dataset
+
+
+def test_validation_split_is_nine_fixed_images(shared_data):
+    root = os.path.join(shared_data, "dsb2018_45")
+    val = nucleus.NucleusDataset()
+    val.load_nucleus(root, "val")
+    train = nucleus.NucleusDataset()
+    train.load_nucleus(root, "train")
+    ids = sorted(os.listdir(os.path.join(root, nucleus.TRAIN_FOLDER)))
+    assert [info["id"] for info in val.image_info] == ids[::5]
+    assert len(val.image_info) == 9 and len(train.image_info) == 36
+
+
+def test_crowded_images_keep_every_instance_up_to_max_gt(crowded):
+    """329 and 249 nuclei pass load_image_gt / build_batch, all of them or MAX_GT_INSTANCES."""
+    from mrcnn import utils
+    from mrcnn.data import AnchorCache, build_batch
+
+    for max_gt in (400, 100):
+        class Whole(nucleus.NucleusConfig):   # whole images: no crop may cut a nucleus away
+            IMAGES_PER_GPU = 1
+            IMAGE_RESIZE_MODE = "pad64"
+            IMAGE_MIN_SCALE = 1.0
+            MAX_GT_INSTANCES = max_gt
+
+        config = Whole()
+        for image_id in crowded.image_ids:
+            expected = CROWDED[crowded.image_info[image_id]["id"]]
+            masks, class_ids = crowded.load_mask(image_id)
+            assert masks.shape == (520, 348, expected)
+            np.testing.assert_array_equal(class_ids, [1] * expected)
+            batch = build_batch(crowded, config, [image_id], AnchorCache(config),
+                                np.random.default_rng(0))
+            gt_class_ids, gt_boxes = batch[4][0], batch[5][0]
+            kept = min(expected, max_gt)
+            np.testing.assert_array_equal(gt_class_ids, [1] * kept + [0] * (max_gt - kept))
+            assert batch[0].shape == (1, 576, 384, 3)       # 520 x 348 padded to 64s
+            boxes = utils.extract_bboxes(np.pad(masks, [(28, 28), (18, 18), (0, 0)]))
+            if kept == expected:
+                np.testing.assert_array_equal(gt_boxes[:kept], boxes)
+            else:   # a random subset of distinct instances
+                rows = {tuple(b) for b in boxes.tolist()}
+                picked = [tuple(b) for b in gt_boxes[:kept].astype(int).tolist()]
+                assert set(picked) <= rows and len(set(picked)) == kept
+
+
+def test_mask_cache_gives_the_files_masks(crowded):
+    image_id = crowded.image_ids[0]
+    first, _ = crowded.load_mask(image_id)
+    assert "mask_labels" in crowded.image_info[image_id]
+    read, _ = nucleus.MaskFolderDataset.load_mask(crowded, image_id)   # from the files
+    np.testing.assert_array_equal(first, read)
+
+
+@pytest.mark.slow
+def test_trains_steps_on_two_crowded_images(crowded, tmp_path):
+    """Two steps of the sample's model on the two crowdest images; checkpoint written."""
+    import keras
+
+    from mrcnn.model import MaskRCNN
+
+    dataset = crowded
+
+    class Short(nucleus.NucleusConfig):
+        IMAGES_PER_GPU = 2
+        STEPS_PER_EPOCH = 2
+        VALIDATION_STEPS = 1
+
+    keras.utils.set_random_seed(0)
+    model = MaskRCNN("training", Short(), str(tmp_path))
+    history = model.train(dataset, dataset, learning_rate=0.002, epochs=1, layers="all",
+                          augmentation=nucleus.nucleus_augmentation(), verbose=0)
+    assert np.all(np.isfinite(history.history["loss"]))
+    assert os.path.isfile(os.path.join(model.log_dir, "mask_rcnn_nucleus_0001.h5"))

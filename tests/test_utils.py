@@ -4,6 +4,7 @@ import sys
 
 import numpy as np
 import pytest
+import scipy.ndimage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -417,6 +418,37 @@ def test_batch_slice_stacks_per_item_results():
     np.testing.assert_allclose(scaled.numpy(), np.arange(12).reshape(3, 4) * [[1], [2], [3]])
     single = utils.batch_slice(x, lambda a: a[:2], 3)
     assert tuple(single.shape) == (3, 2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(3, 40), st.integers(3, 40), st.floats(0.3, 3.5), st.booleans(),
+       st.integers(0, 1000))
+def test_resize_mask_equals_scipy_zoom_then_crop(h, w, scale, use_crop, seed):
+    rng = np.random.default_rng(seed)
+    mask = rng.random((h, w, 3)) < 0.4
+    expected = scipy.ndimage.zoom(mask, [scale, scale, 1], order=0)
+    crop = None
+    if use_crop:
+        eh, ew = expected.shape[:2]
+        ch, cw = int(rng.integers(1, eh + 1)), int(rng.integers(1, ew + 1))
+        crop = (int(rng.integers(0, eh - ch + 1)), int(rng.integers(0, ew - cw + 1)), ch, cw)
+        expected = expected[crop[0]:crop[0] + ch, crop[1]:crop[1] + cw]
+    padding = [(1, 2), (0, 3), (0, 0)]
+    out = utils.resize_mask(mask, scale, padding, crop)
+    np.testing.assert_array_equal(out, np.pad(expected, padding))
+    np.testing.assert_array_equal(utils.resize_mask(mask[..., 0], scale, padding, crop),
+                                  np.pad(expected[..., 0], padding[:2]))
+
+
+def test_resize_mask_keeps_hundreds_of_instances():
+    # 329 nuclei in one DSB2018 image: OpenCV's resize crashed on > 128 channels
+    mask = np.zeros((20, 30, 329), dtype=bool)
+    mask[2:6, 3:9, :] = True
+    mask[:, :, 7] = False
+    out = utils.resize_mask(mask, 2.0, [(1, 1), (0, 0), (0, 0)])
+    assert out.shape == (42, 60, 329)
+    np.testing.assert_array_equal(out.sum(axis=(0, 1)), [96] * 7 + [0] + [96] * 321)
+    np.testing.assert_array_equal(out[1:-1, :, 0], np.kron(mask[:, :, 0], np.ones((2, 2), bool)))
 
 
 def test_resize_mask_with_no_instances_keeps_image_size():

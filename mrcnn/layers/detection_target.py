@@ -87,6 +87,9 @@ class DetectionTargetLayer(keras.layers.Layer):
         use_mini_mask: bool, True when gt_masks are mini masks in their box's frame
             (USE_MINI_MASK), False for full image masks.
         seed: int or None, seed of the layer's random generator.
+        num_keypoints: int K >= 0; > 0 for Keypoint R-CNN (Config.KEYPOINT_NAMES): two more
+            inputs and two more outputs, below.
+        keypoint_heatmap_size: int m, side of the keypoint heatmaps (KEYPOINT_MASK_SHAPE).
 
     Inputs: [proposals, gt_class_ids, gt_boxes, gt_masks]
         proposals: [batch, N, (y1, x1, y2, x2)] float32, normalized, zero-padded rows.
@@ -94,6 +97,9 @@ class DetectionTargetLayer(keras.layers.Layer):
         gt_boxes: [batch, M, (y1, x1, y2, x2)] float32, normalized.
         gt_masks: [batch, mh, mw, M] bool or float; mini masks (one per gt box, spanning its
             box) when ``use_mini_mask``, else full image masks.
+        With num_keypoints > 0 also gt_keypoints [batch, M, K, (x, y, v)] float32, molded
+        image pixels, pixel-index convention (mrcnn.keypoints), and image_meta [batch, META]
+        (the molded image's height and width, to bring the ROIs back to pixels).
 
     Outputs: [rois, target_class_ids, target_bbox, target_mask], T = train_rois_per_image,
     positives first, then negatives, then zero rows:
@@ -102,10 +108,16 @@ class DetectionTargetLayer(keras.layers.Layer):
         target_bbox: [batch, T, (dy, dx, log(dh), log(dw))] float32, divided by bbox_std_dev,
             0 except on positives.
         target_mask: [batch, T, mask_height, mask_width] float32 in {0, 1}, 0 except on positives.
+    With num_keypoints > 0 also (the graph twin of ``mrcnn.keypoints.keypoint_targets``):
+        target_keypoints: [batch, T, K] int32, the cell ``row * m + col`` of each keypoint of
+            the ROI's ground truth instance in the ROI's m x m heatmap; 0 where unused.
+        target_keypoint_weights: [batch, T, K] float32, 1 for labelled keypoints inside a
+            positive ROI, else 0.
     """
 
     def __init__(self, train_rois_per_image, roi_positive_ratio, bbox_std_dev, mask_shape,
-                 use_mini_mask, seed=None, name="proposal_targets", **kwargs):
+                 use_mini_mask, seed=None, num_keypoints=0, keypoint_heatmap_size=56,
+                 name="proposal_targets", **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(name=name, **kwargs)
         if isinstance(train_rois_per_image, bool) or int(train_rois_per_image) != train_rois_per_image \
@@ -124,6 +136,12 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.bbox_std_dev = [float(v) for v in std]
         self.mask_shape = mask_shape
         self.use_mini_mask = bool(use_mini_mask)
+        for arg, value, minimum in (("num_keypoints", num_keypoints, 0),
+                                    ("keypoint_heatmap_size", keypoint_heatmap_size, 1)):
+            if isinstance(value, bool) or int(value) != value or value < minimum:
+                raise ValueError(f"{arg} must be an integer >= {minimum}, got {value!r}")
+        self.num_keypoints = int(num_keypoints)
+        self.keypoint_heatmap_size = int(keypoint_heatmap_size)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -137,20 +155,26 @@ class DetectionTargetLayer(keras.layers.Layer):
             "use_mini_mask": self.use_mini_mask,
             "seed": self.seed,
         })
+        if self.num_keypoints:  # absent otherwise: Mask R-CNN's config stays as it was
+            config.update({"num_keypoints": self.num_keypoints,
+                           "keypoint_heatmap_size": self.keypoint_heatmap_size})
         return config
 
     def compute_output_shape(self, input_shape):
         batch = input_shape[0][0]
         t = self.train_rois_per_image
-        return [(batch, t, 4), (batch, t), (batch, t, 4), (batch, t) + self.mask_shape]
+        shapes = [(batch, t, 4), (batch, t), (batch, t, 4), (batch, t) + self.mask_shape]
+        if self.num_keypoints:
+            shapes += [(batch, t, self.num_keypoints)] * 2
+        return shapes
 
     def compute_output_spec(self, inputs):
         shapes = self.compute_output_shape([tuple(x.shape) for x in inputs])
-        dtypes = ["float32", "int32", "float32", "float32"]
+        dtypes = ["float32", "int32", "float32", "float32", "int32", "float32"]
         return [keras.KerasTensor(shape, dtype=dtype) for shape, dtype in zip(shapes, dtypes)]
 
     def call(self, inputs):
-        proposals, gt_class_ids, gt_boxes, gt_masks = inputs
+        proposals, gt_class_ids, gt_boxes, gt_masks = inputs[:4]
         proposals = ops.cast(proposals, "float32")
         gt_boxes = ops.cast(gt_boxes, "float32")
         gt_class_ids = ops.cast(gt_class_ids, "int32")
@@ -211,7 +235,43 @@ class DetectionTargetLayer(keras.layers.Layer):
         deltas = deltas * pos_f
 
         masks = self._mask_targets(gt_masks, safe_rois, safe_gt, roi_gt) * pos_f[..., None]
-        return [rois, class_ids, deltas, masks]
+        if not self.num_keypoints:
+            return [rois, class_ids, deltas, masks]
+        gt_keypoints, image_meta = inputs[4], inputs[5]
+        cells, weights = self._keypoint_targets(
+            _gather_rows(ops.cast(gt_keypoints, "float32"), roi_gt), rois, image_meta)
+        weights = weights * pos_f
+        cells = cells * ops.cast(weights > 0, "int32")
+        return [rois, class_ids, deltas, masks, cells, weights]
+
+    def _keypoint_targets(self, keypoints, rois, image_meta):
+        """keypoints [B, T, K, 3] pixels, rois [B, T, 4] normalized -> ([B, T, K] int32 cells,
+        [B, T, K] float32 weights), as ``mrcnn.keypoints.keypoint_targets`` on pixel ROIs."""
+        from mrcnn.keypoints import BORDER_TOLERANCE
+
+        m = float(self.keypoint_heatmap_size)
+        meta = ops.cast(image_meta, "float32")
+        height = ops.expand_dims(meta[:, 4], 1) - 1.0                              # [B, 1]
+        width = ops.expand_dims(meta[:, 5], 1) - 1.0
+        # Normalized ROIs back to pixel edges (utils.denorm_boxes without the rounding).
+        y1, x1 = rois[..., 0] * height, rois[..., 1] * width                       # [B, T]
+        y2, x2 = rois[..., 2] * height + 1.0, rois[..., 3] * width + 1.0
+        roi_h, roi_w = ops.expand_dims(y2 - y1, -1), ops.expand_dims(x2 - x1, -1)  # [B, T, 1]
+        y1, x1 = ops.expand_dims(y1, -1), ops.expand_dims(x1, -1)
+        y2, x2 = ops.expand_dims(y2, -1), ops.expand_dims(x2, -1)
+        x = keypoints[..., 0] + 0.5                                                # [B, T, K]
+        y = keypoints[..., 1] + 0.5
+        tol = BORDER_TOLERANCE
+        valid = ops.logical_and(
+            ops.logical_and(keypoints[..., 2] > 0, ops.logical_and(roi_h > 0, roi_w > 0)),
+            ops.logical_and(ops.logical_and(x >= x1 - tol, x <= x2 + tol),
+                            ops.logical_and(y >= y1 - tol, y <= y2 + tol)))
+        col = ops.floor((x - x1) * m / ops.where(roi_w > 0, roi_w, 1.0))
+        row = ops.floor((y - y1) * m / ops.where(roi_h > 0, roi_h, 1.0))
+        col = ops.cast(ops.clip(col, 0.0, m - 1.0), "int32")
+        row = ops.cast(ops.clip(row, 0.0, m - 1.0), "int32")
+        cells = row * self.keypoint_heatmap_size + col
+        return cells * ops.cast(valid, "int32"), ops.cast(valid, "float32")
 
     def _mask_targets(self, gt_masks, rois, roi_gt_boxes, roi_gt):
         """Crop each positive ROI's gt mask: -> [B, T, mask_h, mask_w] float32 in {0, 1}.
