@@ -33,6 +33,10 @@ setup(
     ],
     extras_require={
         "gpu": ["tensorflow[and-cuda]>=2.16"],
+        # Exporters and runtimes for MaskRCNN.export (README "Deploy"); these versions
+        # install beside numpy 2 / protobuf 7 without changing them.
+        "onnx": ["tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20"],
+        "litert": ["ai-edge-litert>=2.0"],
         "dev": [
             "pytest>=8",
             "hypothesis>=6.100",
@@ -41,6 +45,7 @@ setup(
             "ipykernel>=6.29",
         ],
     },
+    entry_points={"console_scripts": ["mrcnn = mrcnn.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "License :: OSI Approved :: MIT License",

@@ -345,6 +345,23 @@ class MaskRCNN:
             logger.debug("%s %s", name, result[name].shape)
         return result
 
+    def export(self, path, format="tf_saved_model"):
+        """Export a self-contained serving graph: raw images in, detect()'s results out.
+
+        path: a folder for "tf_saved_model", a file (.onnx, .tflite) otherwise.
+        format: "tf_saved_model", "onnx" (needs ``pip install 'mrcnn[onnx]'``) or "litert".
+        The artifact's one signature takes ``images`` [batch, H, W, 3] uint8 (batch 1 for
+        LiteRT) and returns boxes [batch, N, (y1, x1, y2, x2)] int32 pixels, class_ids
+        [batch, N] int32, scores [batch, N] float32, num_detections [batch] int32 and masks
+        [batch, N, H, W] uint8; molding and unmolding run inside (see mrcnn.export).
+        Returns ``path``.
+        """
+        from mrcnn import export
+        if self.mode != "inference":
+            raise ValueError("export() needs a model built with mode='inference'")
+        return export.export_model(export.exportable_model(self.keras_model, self.config),
+                                   self.config, path, format=format)
+
     # ------------------------------------------------------------------ weights
     def load_weights(self, filepath, by_name=False, exclude=None):
         """Load weights from our checkpoints, matterport ``.h5`` files or Keras 3 ``.weights.h5``.

@@ -121,7 +121,9 @@ class DetectionLayer(keras.layers.Layer):
         num_classes = ops.shape(probs)[-1]
 
         # Best class of each ROI, its score and its class-specific deltas.
-        class_ids = ops.cast(ops.argmax(probs, axis=-1), "int32")  # [B, N]
+        # tf.argmax, not keras.ops.argmax: Keras adds a negative-zero fix (Bitcast,
+        # BitwiseAnd) that ONNX and TFLite cannot convert; probabilities are never -0.
+        class_ids = tf.argmax(probs, axis=-1, output_type=tf.int32)  # [B, N]
         scores = ops.max(probs, axis=-1)  # [B, N]
         class_deltas = tf.gather(deltas, class_ids, batch_dims=2)  # [B, N, 4]
         class_deltas = class_deltas * ops.convert_to_tensor(

@@ -10,6 +10,7 @@ from mrcnn.ops import parse_image_meta_graph
 logger = logging.getLogger(__name__)
 
 ROI_ALIGN_MODES = ("crop_and_resize", "paper")
+ROI_ALIGN_IMPLEMENTATIONS = ("partition", "gather")
 # Levels P2..P5 and the level of a 224 x 224 ROI (the ImageNet canonical size), from the FPN paper.
 MIN_LEVEL = 2
 MAX_LEVEL = 5
@@ -38,16 +39,73 @@ def roi_pyramid_levels(boxes, image_area):
     return ops.cast(level, "int32")
 
 
-def _crop(feature_map, boxes, box_indices, pool_shape, mode, sampling_ratio):
+def crop_and_resize_gather(feature_map, boxes, box_indices, crop_size):
+    """``tf.image.crop_and_resize(method="bilinear", extrapolation_value=0)`` by gathers.
+
+    The same sampling: crop row i of a box (y1, y2) reads the map at
+    y = y1 (H - 1) + i (y2 - y1) (H - 1) / (ph - 1) (the box centre when ph == 1), blends the
+    rows floor(y) and ceil(y) (then the columns likewise) and is 0 where y or x falls outside
+    [0, H - 1] / [0, W - 1]. Built from Gather, Floor and arithmetic only, which every runtime
+    has (TFLite has no CropAndResize builtin).
+
+    feature_map: [batch, H, W, C] float32; boxes: [n, (y1, x1, y2, x2)] float32 normalized;
+    box_indices: [n] int32; crop_size: (ph, pw) Python ints.
+    Returns: [n, ph, pw, C] float32.
+    """
+    ph, pw = crop_size
+    shape = tf.shape(feature_map)
+    height, width, channels = shape[1], shape[2], shape[3]
+    hf = tf.cast(height - 1, tf.float32)
+    wf = tf.cast(width - 1, tf.float32)
+
+    def grid(start, stop, size, scale):
+        # [n, size] sample coordinates along one axis, in pixels, in TF's kernel's order of
+        # float operations: start * scale + i * ((stop - start) * scale / (size - 1)).
+        if size > 1:
+            step = (stop - start) * scale / float(size - 1)
+            steps = tf.range(size, dtype=tf.float32)
+            return (start * scale)[:, None] + steps[None, :] * step[:, None]
+        return (0.5 * (start + stop) * scale)[:, None]
+
+    ys = grid(boxes[:, 0], boxes[:, 2], ph, hf)  # [n, ph]
+    xs = grid(boxes[:, 1], boxes[:, 3], pw, wf)  # [n, pw]
+    valid = (((ys >= 0.0) & (ys <= hf))[:, :, None]
+             & ((xs >= 0.0) & (xs <= wf))[:, None, :])  # [n, ph, pw]
+    top = tf.floor(ys)
+    left = tf.floor(xs)
+    y_lerp = (ys - top)[:, :, None, None]
+    x_lerp = (xs - left)[:, None, :, None]
+    top_i = tf.clip_by_value(tf.cast(top, tf.int32), 0, height - 1)
+    bottom_i = tf.clip_by_value(tf.cast(tf.math.ceil(ys), tf.int32), 0, height - 1)
+    left_i = tf.clip_by_value(tf.cast(left, tf.int32), 0, width - 1)
+    right_i = tf.clip_by_value(tf.cast(tf.math.ceil(xs), tf.int32), 0, width - 1)
+    flat = tf.reshape(feature_map, [-1, channels])
+    base = box_indices[:, None, None] * height * width
+
+    def sample(rows, cols):
+        index = base + rows[:, :, None] * width + cols[:, None, :]  # [n, ph, pw]
+        return tf.gather(flat, index)  # [n, ph, pw, C]
+
+    top_left, top_right = sample(top_i, left_i), sample(top_i, right_i)
+    bottom_left, bottom_right = sample(bottom_i, left_i), sample(bottom_i, right_i)
+    upper = top_left + (top_right - top_left) * x_lerp
+    lower = bottom_left + (bottom_right - bottom_left) * x_lerp
+    crops = upper + (lower - upper) * y_lerp
+    return tf.where(valid[..., None], crops, 0.0)
+
+
+def _crop(feature_map, boxes, box_indices, pool_shape, mode, sampling_ratio, gather=False):
     """Bilinear crops of boxes from one feature map.
 
     feature_map: [batch, Hf, Wf, C]; boxes: [n, 4] normalized; box_indices: [n] int32 image index.
+    gather: use crop_and_resize_gather instead of tf.image.crop_and_resize.
     Returns: [n, ph, pw, C] float32.
     """
     ph, pw = pool_shape
+    crop_and_resize = crop_and_resize_gather if gather else (
+        lambda f, b, i, size: tf.image.crop_and_resize(f, b, i, size, method="bilinear"))
     if mode == "crop_and_resize":
-        return tf.image.crop_and_resize(feature_map, boxes, box_indices, (ph, pw),
-                                        method="bilinear")
+        return crop_and_resize(feature_map, boxes, box_indices, (ph, pw))
     # "paper": s x s samples at the centres of the sub-bins of each bin, averaged. The sub-bin
     # centres of a box cut into (ph * s) x (pw * s) cells are a regular grid running from half a
     # cell inside each edge, which is what crop_and_resize samples on the shrunk box.
@@ -57,8 +115,7 @@ def _crop(feature_map, boxes, box_indices, pool_shape, mode, sampling_ratio):
     half_y = (y2 - y1) / (2.0 * cells_y)
     half_x = (x2 - x1) / (2.0 * cells_x)
     shrunk = ops.stack([y1 + half_y, x1 + half_x, y2 - half_y, x2 - half_x], axis=1)
-    samples = tf.image.crop_and_resize(feature_map, shrunk, box_indices, (cells_y, cells_x),
-                                       method="bilinear")
+    samples = crop_and_resize(feature_map, shrunk, box_indices, (cells_y, cells_x))
     channels = ops.shape(samples)[-1]
     samples = ops.reshape(samples, (-1, ph, s, pw, s, channels))
     return ops.mean(samples, axis=(2, 4))
@@ -74,6 +131,12 @@ class PyramidROIAlign(keras.layers.Layer):
             were trained with) or "paper" (sampling_ratio x sampling_ratio bilinear samples at
             the sub-bin centres of each bin, averaged, as in He et al. 2017).
         sampling_ratio: int >= 1, samples per bin side in "paper" mode (ignored otherwise).
+        implementation: "partition" (default: each ROI is cropped on its own level only,
+            tf.dynamic_partition / tf.image.crop_and_resize / tf.dynamic_stitch) or "gather"
+            (every ROI is cropped on every level by crop_and_resize_gather and the crop of its
+            level is kept: 4x the crops, but only Gather and arithmetic, which exported
+            graphs need: TFLite has none of the three ops). Both give the same crops up to
+            float rounding.
 
     Inputs: [boxes, image_meta, P2, P3, P4, P5]
         boxes: [batch, N, (y1, x1, y2, x2)] float32, normalized. Gradients do not flow into them.
@@ -85,7 +148,8 @@ class PyramidROIAlign(keras.layers.Layer):
     Output: [batch, N, pool_height, pool_width, C] float32, in the input box order.
     """
 
-    def __init__(self, pool_shape, mode="crop_and_resize", sampling_ratio=2, **kwargs):
+    def __init__(self, pool_shape, mode="crop_and_resize", sampling_ratio=2,
+                 implementation="partition", **kwargs):
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         pool_shape = tuple(int(v) for v in pool_shape)
@@ -96,8 +160,12 @@ class PyramidROIAlign(keras.layers.Layer):
         if isinstance(sampling_ratio, bool) or int(sampling_ratio) != sampling_ratio \
                 or sampling_ratio < 1:
             raise ValueError(f"sampling_ratio must be an integer >= 1, got {sampling_ratio!r}")
+        if implementation not in ROI_ALIGN_IMPLEMENTATIONS:
+            raise ValueError(f"implementation must be one of {ROI_ALIGN_IMPLEMENTATIONS}, "
+                             f"got {implementation!r}")
         self.pool_shape = pool_shape
         self.mode = mode
+        self.implementation = implementation
         self.sampling_ratio = int(sampling_ratio)
         # Data-dependent shapes (NMS / per-level partitions): keep Keras' jit_compile="auto"
         # from compiling the model with XLA.
@@ -128,6 +196,15 @@ class PyramidROIAlign(keras.layers.Layer):
             ops.repeat(ops.arange(batch, dtype="int32"), num_boxes), (-1,))
         positions = ops.arange(ops.shape(flat_boxes)[0], dtype="int32")
 
+        if self.implementation == "gather":
+            pooled = 0.0
+            for level, feature_map in enumerate(feature_maps, start=MIN_LEVEL):
+                crops = _crop(ops.cast(feature_map, "float32"), flat_boxes, box_indices,
+                              self.pool_shape, self.mode, self.sampling_ratio, gather=True)
+                pooled = pooled + ops.where((levels == level)[:, None, None, None], crops, 0.0)
+            pooled = ops.where(finite[:, None, None, None], pooled, float("nan"))
+            channels = ops.shape(feature_maps[0])[-1]
+            return ops.reshape(pooled, (batch, num_boxes, *self.pool_shape, channels))
         parts = tf.dynamic_partition(positions, levels - MIN_LEVEL, num_levels)
         pooled = []
         for part, feature_map in zip(parts, feature_maps):
@@ -152,6 +229,7 @@ class PyramidROIAlign(keras.layers.Layer):
             "pool_shape": list(self.pool_shape),
             "mode": self.mode,
             "sampling_ratio": self.sampling_ratio,
+            "implementation": self.implementation,
         })
         return config
 
