@@ -302,7 +302,9 @@ def paste_masks_graph(masks, boxes, image_h, image_w, dtype="float64"):
     # -1, never a computed 0: ONNX's Reshape reads a 0 as 'keep this input dimension'.
     flat_masks = tf.reshape(masks, [-1, mh, mw])
     flat_boxes = tf.reshape(boxes, [-1, 4])
-    y1, x1, y2, x2 = tf.unstack(flat_boxes, axis=1)
+    # Column slices, not tf.unstack: TFLite's UNPACK fails on an empty box list (an
+    # image without detections).
+    y1, x1, y2, x2 = (flat_boxes[:, k] for k in range(4))
     r0, r1, wr0, wr1 = linear_resize_taps(mh, y2 - y1, offset=y1, length=image_h, dtype=dtype)
     c0, c1, wc0, wc1 = linear_resize_taps(mw, x2 - x1, offset=x1, length=image_w, dtype=dtype)
     wr0, wr1 = tf.expand_dims(wr0, -1), tf.expand_dims(wr1, -1)  # [bn, H, 1]
