@@ -44,8 +44,9 @@ if __name__ == "__main__":  # run as a script from a checkout: make ``import mrc
 from mrcnn import utils  # noqa: E402
 from mrcnn.checkpoints import (SETTINGS_FILE, epoch_checkpoints,  # noqa: E402
                                find_last_checkpoint, read_run_settings)
-from mrcnn.compact import (CompactConfig, SmallCompactConfig, distinct_color,  # noqa: E402
-                           inference_config, learning_rate_at, lr_schedule_callback)
+from mrcnn.compact import (CompactConfig, SmallCompactConfig, distinct_color,  # noqa: E402,F401
+                           inference_config, learning_rate_at, lr_schedule_callback,
+                           time_budget_callback)
 from mrcnn.dataset import Dataset  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ SKELETON = (("apex", "left"), ("left", "right"), ("right", "apex"))
 OKS_SIGMA = 0.062
 JOINT_RADIUS = 3
 TRAIN_SEED, VAL_SEED, TEST_SEED = 11, 12, 13
+# Warm-up of the time-budget schedule: this fraction of --minutes.
+WARMUP_FRACTION = 0.05
 EXIT_USAGE = 2
 
 
@@ -312,45 +315,6 @@ def draw_detections(model, out_path, image_indices=(0,), columns=3):
     return out_path
 
 
-# ---------------------------------------------------------------------------- schedule
-def time_budget_callback(base_lr, minutes, warmup=0.05):
-    """A Keras callback that trains for ``minutes`` of wall time, whatever the machine's load.
-
-    The learning rate follows the warm-up + cosine curve of ``mrcnn.compact`` over the
-    elapsed fraction of the budget (from the start of ``fit``, graph building included)
-    instead of over steps; training stops after the first batch that ends past the budget
-    (Keras still ends the epoch, so its checkpoint is written). ``stopped_at``: (epoch,
-    batch) where it stopped, or None.
-    """
-    import keras
-
-    class TimeBudget(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.budget = 60.0 * minutes
-            self.started = None
-            self.stopped_at = None
-            self.epoch = 0
-
-        def on_train_begin(self, logs=None):
-            self.started = time.time()
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-        def on_train_batch_begin(self, batch, logs=None):
-            progress = min(1.0, (time.time() - self.started) / self.budget)
-            self.model.optimizer.learning_rate.assign(learning_rate_at(
-                int(progress * 10_000), base_lr, 10_000, int(warmup * 10_000)))
-
-        def on_train_batch_end(self, batch, logs=None):
-            if time.time() - self.started >= self.budget:
-                self.stopped_at = (self.epoch, batch)
-                self.model.stop_training = True
-
-    return TimeBudget()
-
-
 # ---------------------------------------------------------------------------- command line
 class UsageError(Exception):
     """A command-line problem the user can fix; main() prints it and returns exit code 2."""
@@ -489,7 +453,7 @@ def cmd_train(args):
                        "images": len(train_set.image_ids), "learning_rate": learning_rate}, f)
         minutes = args.minutes if args.minutes is not None else settings["minutes"]
         if minutes:
-            schedule = time_budget_callback(learning_rate, minutes)
+            schedule = time_budget_callback(learning_rate, minutes, warmup_fraction=WARMUP_FRACTION)
             print(f"Training for {minutes:g} minutes (learning rate over the time budget)")
         else:
             total = epochs * steps
