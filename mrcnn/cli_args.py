@@ -20,7 +20,7 @@ import sys
 import tempfile
 
 from mrcnn import utils
-from mrcnn.checkpoints import choose_last_checkpoint, write_run_settings
+from mrcnn.checkpoints import choose_last_checkpoint, read_run_settings, write_run_settings
 
 logger = logging.getLogger(__name__)
 
@@ -383,3 +383,39 @@ def flip_augmentation():
         logger.warning("albumentations is not installed: training without augmentation")
         return None
     return albumentations.HorizontalFlip(p=0.5)
+
+
+# ---------------------------------------------------------------------------- from-scratch samples
+# The command lines of the synthetic from-scratch samples (samples/shapes.py,
+# samples/keypoints.py): train / evaluate / detect with --weights (last or a file) and
+# --small (a toy model, remembered in the run folder's settings.json).
+
+
+def sample_weights(weights, logs, name, script, small=None):
+    """Path of a from-scratch sample's --weights: "last" (a checkpoint under ``logs``) or a file.
+
+    name: the config NAME (run folders start with it). script: the sample's path for the
+    message, e.g. "samples/shapes.py". small: --small as given (None: not given).
+    "last" without --small takes the newest full-size run, never a newer --small one (a
+    warning names those passed over), and a --small run only when there is no other (with a
+    warning); with --small, the newest --small run. Raises CliError when there is none or
+    the file does not exist.
+    """
+    if weights == "last":
+        checkpoint, _, skipped = choose_last_checkpoint(logs, name, {"small": small},
+                                                        toy_key="small")
+        if checkpoint is None:
+            kind = " --small" if small else ""
+            raise CliError(f"--weights last: no trained{kind} {name} "
+                           f"checkpoint in {logs!r}; run 'python {script} train{kind}' first "
+                           "(or pass --logs DIR)")
+        if skipped:
+            logger.warning("--weights last: using %s, not the newer --small checkpoint(s) %s; "
+                           "pass --small to use those", checkpoint, ", ".join(skipped))
+        elif small is None and read_run_settings(checkpoint).get("small"):
+            logger.warning("--weights last: %s is from a --small (toy) run, the only kind in %r",
+                           checkpoint, logs)
+        return checkpoint
+    if not os.path.isfile(weights):
+        raise CliError(f"--weights: file not found: {weights!r}")
+    return weights

@@ -42,8 +42,8 @@ if __name__ == "__main__":  # run as a script from a checkout: make ``import mrc
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mrcnn import utils  # noqa: E402
-from mrcnn.checkpoints import (SETTINGS_FILE, epoch_checkpoints,  # noqa: E402
-                               find_last_checkpoint, read_run_settings)
+from mrcnn.checkpoints import SETTINGS_FILE, epoch_checkpoints, read_run_settings  # noqa: E402
+from mrcnn.cli_args import CliError, sample_weights  # noqa: E402
 from mrcnn.compact import (CompactConfig, SmallCompactConfig, distinct_color,  # noqa: E402,F401
                            inference_config, learning_rate_at, lr_schedule_callback,
                            time_budget_callback)
@@ -316,8 +316,9 @@ def draw_detections(model, out_path, image_indices=(0,), columns=3):
 
 
 # ---------------------------------------------------------------------------- command line
-class UsageError(Exception):
-    """A command-line problem the user can fix; main() prints it and returns exit code 2."""
+# A command-line problem the user can fix; main() prints it and returns exit code 2. The
+# shared command-line helpers (mrcnn.cli_args) raise it.
+UsageError = CliError
 
 
 def _settings(small):
@@ -329,17 +330,14 @@ def _settings(small):
             "steps": KeypointsConfig.STEPS_PER_EPOCH, "eval_limit": 100, "minutes": 18.0}
 
 
-def resolve_weights(weights, logs):
-    """Path of the weights named on the command line: "last" (newest checkpoint) or a file."""
-    if weights == "last":
-        checkpoint = find_last_checkpoint(logs, KeypointsConfig.NAME)
-        if checkpoint is None:
-            raise UsageError(f"--weights last: no trained keypoints checkpoint in {logs!r}; run "
-                             f"'python samples/keypoints.py train' first (or pass --logs DIR)")
-        return checkpoint
-    if not os.path.isfile(weights):
-        raise UsageError(f"--weights: file not found: {weights!r}")
-    return weights
+def resolve_weights(weights, logs, small=None):
+    """Path of the weights named on the command line: "last" (newest checkpoint) or a file.
+
+    "last" without --small takes the newest full-size run, never a newer --small one (a
+    warning names those passed over); a --small run only when there is no other (with a
+    warning). With --small, the newest --small run (mrcnn.cli_args.sample_weights).
+    """
+    return sample_weights(weights, logs, KeypointsConfig.NAME, "samples/keypoints.py", small)
 
 
 def _build_parser():
@@ -420,7 +418,7 @@ def cmd_train(args):
         raise UsageError(f"--minutes must be positive, got {args.minutes}")
     if args.lr is not None and not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
-    weights_path = resolve_weights(args.weights, args.logs) if args.weights else None
+    weights_path = resolve_weights(args.weights, args.logs, args.small) if args.weights else None
     from mrcnn.model import MaskRCNN  # TensorFlow starts here, once the arguments are known good
     if weights_path is not None and args.small is None:
         args.small = bool(read_run_settings(weights_path).get("small", False))
@@ -488,7 +486,7 @@ def cmd_train(args):
 def cmd_evaluate(args):
     """Print keypoint OKS AP (pycocotools) on held-out images."""
     _positive("--limit", args.limit)
-    weights_path = resolve_weights(args.weights, args.logs)
+    weights_path = resolve_weights(args.weights, args.logs, args.small)
     model, small = _load_inference_model(weights_path, args.logs, args.small)
     limit = args.limit or _settings(small)["eval_limit"]
     print(f"Evaluating {weights_path} on {limit} held-out images")
@@ -500,7 +498,7 @@ def cmd_detect(args):
     """Save a picture of the keypoints found on one held-out image."""
     if args.image < 0:
         raise UsageError(f"--image must be >= 0, got {args.image}")
-    weights_path = resolve_weights(args.weights, args.logs)
+    weights_path = resolve_weights(args.weights, args.logs, args.small)
     model, _ = _load_inference_model(weights_path, args.logs, args.small)
     path = draw_detections(model, args.out, image_indices=[args.image], columns=1)
     print(f"Keypoints drawn in {path}")

@@ -40,7 +40,7 @@ if __name__ == "__main__":  # run as a script from a checkout: make ``import mrc
 from mrcnn import utils  # noqa: E402
 from mrcnn.checkpoints import (SETTINGS_FILE, choose_last_checkpoint,  # noqa: E402,F401
                                epoch_checkpoints, read_run_settings)
-from mrcnn.cli_args import quiet_tensorflow  # noqa: E402
+from mrcnn.cli_args import CliError, quiet_tensorflow, sample_weights  # noqa: E402
 # The compact model and its schedule live in mrcnn.compact; the names below stay importable
 # from samples.shapes (notebooks, bench/ and tests use them from here).
 from mrcnn.compact import (CompactConfig, SmallCompactConfig, distinct_color,  # noqa: E402,F401
@@ -212,8 +212,9 @@ def make_dataset(count, seed, size=128):
 
 
 # ---------------------------------------------------------------------------- command line
-class UsageError(Exception):
-    """A command-line problem the user can fix; main() prints it and returns exit code 2."""
+# A command-line problem the user can fix; main() prints it and returns exit code 2. The
+# shared command-line helpers (mrcnn.cli_args) raise it.
+UsageError = CliError
 
 
 def _settings(small):
@@ -231,26 +232,9 @@ def resolve_weights(weights, logs, small=None):
 
     "last" without --small takes the newest full-size run, never a newer --small one (a
     warning names those passed over); a --small run only when there is no other (with a
-    warning). With --small, the newest --small run.
+    warning). With --small, the newest --small run (mrcnn.cli_args.sample_weights).
     """
-    if weights == "last":
-        checkpoint, _, skipped = choose_last_checkpoint(logs, ShapesConfig.NAME,
-                                                        {"small": small}, toy_key="small")
-        if checkpoint is None:
-            kind = "--small " if small else ""
-            raise UsageError(f"--weights last: no trained {kind}shapes checkpoint in {logs!r}; "
-                             f"run 'python samples/shapes.py train {kind}' first (or pass --logs "
-                             "DIR)")
-        if skipped:
-            logger.warning("--weights last: using %s, not the newer --small checkpoint(s) %s; "
-                           "pass --small to use those", checkpoint, ", ".join(skipped))
-        elif small is None and read_run_settings(checkpoint).get("small"):
-            logger.warning("--weights last: %s is from a --small (toy) run, the only kind in %r",
-                           checkpoint, logs)
-        return checkpoint
-    if not os.path.isfile(weights):
-        raise UsageError(f"--weights: file not found: {weights!r}")
-    return weights
+    return sample_weights(weights, logs, ShapesConfig.NAME, "samples/shapes.py", small)
 
 
 def _build_parser():

@@ -151,6 +151,34 @@ def test_shapes_last_does_not_take_a_small_run_for_the_real_one(tmp_path, caplog
     assert shapes.resolve_weights("last", str(tmp_path), small=True) == small
 
 
+def test_keypoints_last_does_not_take_a_small_run_for_the_real_one(tmp_path, caplog):
+    from samples import keypoints
+    real = _run(tmp_path, "keypoints", "20260101T0000", 100, {"small": False, "epochs": 100})
+    small = _run(tmp_path, "keypoints", "20260102T0000", 1, {"small": True})
+    with caplog.at_level("WARNING", logger="mrcnn.cli_args"):
+        assert keypoints.resolve_weights("last", str(tmp_path)) == real
+    assert f"not the newer --small checkpoint(s) {small}; pass --small" in caplog.text
+    assert keypoints.resolve_weights("last", str(tmp_path), small=True) == small
+    assert keypoints.resolve_weights("last", str(tmp_path), small=False) == real
+
+
+def test_sample_weights_only_small_runs_and_errors(tmp_path, caplog):
+    small = _run(tmp_path, "keypoints", "20260102T0000", 1, {"small": True})
+    with caplog.at_level("WARNING", logger="mrcnn.cli_args"):
+        assert cli_args.sample_weights("last", str(tmp_path), "keypoints", "k.py") == small
+    assert f"{small} is from a --small (toy) run, the only kind in" in caplog.text
+    with pytest.raises(cli_args.CliError,
+                       match=r"^--weights last: no trained keypoints checkpoint in '.*'; run "
+                             r"'python k.py train' first \(or pass --logs DIR\)$"):
+        cli_args.sample_weights("last", str(tmp_path), "keypoints", "k.py", small=False)
+    with pytest.raises(cli_args.CliError, match=r"no trained --small shapes checkpoint in .*"
+                                                r"'python s.py train --small' first"):
+        cli_args.sample_weights("last", str(tmp_path), "shapes", "s.py", small=True)
+    with pytest.raises(cli_args.CliError, match=r"^--weights: file not found: 'nope.h5'$"):
+        cli_args.sample_weights("nope.h5", str(tmp_path), "shapes", "s.py")
+    assert cli_args.sample_weights(small, str(tmp_path), "shapes", "s.py") == small
+
+
 def test_load_errors_do_not_talk_about_the_python_api():
     err = ValueError("'a.h5': the weights of 1 layer(s) differ in shape from the model: "
                      "mrcnn_bbox_fc: kernel (64, 8) vs (1024, 8). A different NUM_CLASSES (or "
