@@ -20,7 +20,8 @@ import sys
 import tempfile
 
 from mrcnn import utils
-from mrcnn.checkpoints import choose_last_checkpoint, read_run_settings, write_run_settings
+from mrcnn.checkpoints import (choose_last_checkpoint, epoch_checkpoints, read_run_settings,
+                               write_run_settings)
 
 logger = logging.getLogger(__name__)
 
@@ -387,8 +388,27 @@ def flip_augmentation():
 
 # ---------------------------------------------------------------------------- from-scratch samples
 # The command lines of the synthetic from-scratch samples (samples/shapes.py,
-# samples/keypoints.py): train / evaluate / detect with --weights (last or a file) and
+# samples/keypoints.py): train / evaluate / detect with --logs, --weights (last or a file) and
 # --small (a toy model, remembered in the run folder's settings.json).
+
+
+def add_sample_arguments(parser, default_logs, weights_required):
+    """Add --logs, --weights and --small to a from-scratch sample's subcommand parser.
+
+    --small defaults to None (not given), so that a checkpoint's recorded setting can win.
+    """
+    parser.add_argument("--logs", default=default_logs,
+                        help=f"logs and checkpoints folder (default {default_logs})")
+    parser.add_argument("--weights", required=weights_required, default=None,
+                        help="'last' (newest checkpoint in --logs) or a .h5 path")
+    parser.add_argument("--small", action="store_true", default=None,
+                        help="toy-sized model and data (CI); remembered next to the checkpoints")
+
+
+def check_positive(name, value):
+    """Raise CliError naming option ``name`` when ``value`` (an int or None) is < 1."""
+    if value is not None and value < 1:
+        raise CliError(f"{name} must be a positive integer, got {value}")
 
 
 def sample_weights(weights, logs, name, script, small=None):
@@ -419,3 +439,42 @@ def sample_weights(weights, logs, name, script, small=None):
     if not os.path.isfile(weights):
         raise CliError(f"--weights: file not found: {weights!r}")
     return weights
+
+
+def load_weights_or_exit(model, weights_path, what=""):
+    """``model.load_weights(weights_path, by_name=True)``; a failure becomes a CliError.
+
+    what: words after the path in the message (e.g. " into the small shapes model").
+    """
+    try:
+        model.load_weights(weights_path, by_name=True)
+    except (ValueError, OSError, KeyError) as err:
+        raise CliError(f"could not load weights {weights_path!r}{what}: {err}") from err
+
+
+def load_sample_inference_model(weights_path, logs, config_of, small=None):
+    """An inference MaskRCNN with the config the checkpoint was trained with, weights loaded.
+
+    config_of(small) -> the sample's Config subclass. small: --small as given; None takes the
+    run folder's recorded setting. Returns (model, small). Raises CliError when the weights
+    do not fit. Starts TensorFlow (quietly).
+    """
+    quiet_tensorflow()
+    from mrcnn.compact import inference_config
+    from mrcnn.model import MaskRCNN
+
+    if small is None:
+        small = bool(read_run_settings(weights_path).get("small", False))
+    config = inference_config(config_of(small))
+    model = MaskRCNN("inference", config, logs)
+    load_weights_or_exit(model, weights_path, f" into the {'small' if small else 'full'} "
+                                              f"{config.NAME} model")
+    return model, small
+
+
+def last_epoch_checkpoint(log_dir):
+    """Path of the last epoch-end checkpoint in a run folder; CliError when there is none."""
+    checkpoints = epoch_checkpoints(log_dir)
+    if not checkpoints:
+        raise CliError(f"training wrote no checkpoint in {log_dir!r}")
+    return os.path.join(log_dir, checkpoints[-1])

@@ -24,11 +24,11 @@ Command line (from the repository root)::
 
 ``--small`` shrinks model, data and schedule to seconds (CI), and is remembered beside the
 checkpoints (``settings.json``) as in ``samples/shapes.py``. The compact GroupNorm model and
-its learning-rate schedule are ``mrcnn.compact``'s, the checkpoint plumbing
-``mrcnn.checkpoints``'.
+its learning-rate schedules are ``mrcnn.compact``'s, the command-line plumbing it shares
+with ``samples/shapes.py`` (``--logs``/``--weights``/``--small``, ``--weights last``,
+loading a checkpoint) ``mrcnn.cli_args``'.
 """
 import argparse
-import json
 import logging
 import math
 import os
@@ -42,11 +42,12 @@ if __name__ == "__main__":  # run as a script from a checkout: make ``import mrc
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mrcnn import utils  # noqa: E402
-from mrcnn.checkpoints import SETTINGS_FILE, epoch_checkpoints, read_run_settings  # noqa: E402
-from mrcnn.cli_args import CliError, sample_weights  # noqa: E402
-from mrcnn.compact import (CompactConfig, SmallCompactConfig, distinct_color,  # noqa: E402,F401
-                           inference_config, learning_rate_at, lr_schedule_callback,
-                           time_budget_callback)
+from mrcnn.checkpoints import read_run_settings, write_run_settings  # noqa: E402
+from mrcnn.cli_args import (CliError, add_sample_arguments, check_positive,  # noqa: E402
+                            last_epoch_checkpoint, load_sample_inference_model,
+                            load_weights_or_exit, quiet_tensorflow, sample_weights)
+from mrcnn.compact import (CompactConfig, SmallCompactConfig, distinct_color,  # noqa: E402
+                           lr_schedule_callback, time_budget_callback)
 from mrcnn.dataset import Dataset  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -346,12 +347,7 @@ def _build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p, weights_required):
-        p.add_argument("--logs", default=DEFAULT_LOGS_DIR,
-                       help=f"logs and checkpoints folder (default {DEFAULT_LOGS_DIR})")
-        p.add_argument("--weights", required=weights_required, default=None,
-                       help="'last' (newest checkpoint in --logs) or a .h5 path")
-        p.add_argument("--small", action="store_true", default=None,
-                       help="toy-sized model and data (CI); remembered next to the checkpoints")
+        add_sample_arguments(p, DEFAULT_LOGS_DIR, weights_required)
 
     train = sub.add_parser("train", help="train from scratch (or resume with --weights)")
     common(train, weights_required=False)
@@ -375,25 +371,10 @@ def _build_parser():
     return parser
 
 
-def _positive(name, value):
-    if value is not None and value < 1:
-        raise UsageError(f"{name} must be a positive integer, got {value}")
-
-
 def _load_inference_model(weights_path, logs, small):
     """Inference MaskRCNN with the config the checkpoint was trained with, weights loaded."""
-    from mrcnn.model import MaskRCNN
-
-    if small is None:
-        small = bool(read_run_settings(weights_path).get("small", False))
-    config = inference_config(_settings(small)["config"])
-    model = MaskRCNN("inference", config, logs)
-    try:
-        model.load_weights(weights_path, by_name=True)
-    except (ValueError, OSError, KeyError) as err:
-        raise UsageError(f"could not load weights {weights_path!r} into the "
-                         f"{'small' if small else 'full'} keypoints model: {err}") from err
-    return model, small
+    return load_sample_inference_model(weights_path, logs, lambda s: _settings(s)["config"],
+                                       small)
 
 
 def _print_scores(scores):
@@ -413,13 +394,14 @@ def cmd_train(args):
 
     settings = _settings(bool(args.small))
     for name in ("epochs", "steps", "images"):
-        _positive(f"--{name}", getattr(args, name))
+        check_positive(f"--{name}", getattr(args, name))
     if args.minutes is not None and not args.minutes > 0:
         raise UsageError(f"--minutes must be positive, got {args.minutes}")
     if args.lr is not None and not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
     weights_path = resolve_weights(args.weights, args.logs, args.small) if args.weights else None
-    from mrcnn.model import MaskRCNN  # TensorFlow starts here, once the arguments are known good
+    quiet_tensorflow()  # TensorFlow starts here, once the arguments are known good
+    from mrcnn.model import MaskRCNN
     if weights_path is not None and args.small is None:
         args.small = bool(read_run_settings(weights_path).get("small", False))
         settings = _settings(args.small)
@@ -437,18 +419,14 @@ def cmd_train(args):
 
     model = MaskRCNN("training", config, args.logs)
     if weights_path:
-        try:
-            model.load_weights(weights_path, by_name=True)
-        except (ValueError, OSError, KeyError) as err:
-            raise UsageError(f"could not load weights {weights_path!r}: {err}") from err
+        load_weights_or_exit(model, weights_path)
         print(f"Resuming from {weights_path} (epoch {model.epoch})")
     if model.epoch >= epochs:
         print(f"Already at epoch {model.epoch} >= --epochs {epochs}: nothing to train")
     else:
-        os.makedirs(model.log_dir, exist_ok=True)
-        with open(os.path.join(model.log_dir, SETTINGS_FILE), "w", encoding="utf-8") as f:
-            json.dump({"small": bool(args.small), "epochs": epochs, "steps": steps,
-                       "images": len(train_set.image_ids), "learning_rate": learning_rate}, f)
+        write_run_settings(model.log_dir, {
+            "small": bool(args.small), "epochs": epochs, "steps": steps,
+            "images": len(train_set.image_ids), "learning_rate": learning_rate})
         minutes = args.minutes if args.minutes is not None else settings["minutes"]
         if minutes:
             schedule = time_budget_callback(learning_rate, minutes, warmup_fraction=WARMUP_FRACTION)
@@ -469,10 +447,7 @@ def cmd_train(args):
               f"{cpu / 60:.1f} min process CPU (all threads); "
               f"stopped at {getattr(schedule, 'stopped_at', None)}")
     log_dir = model.log_dir
-    checkpoints = epoch_checkpoints(log_dir)
-    if not checkpoints:
-        raise UsageError(f"training wrote no checkpoint in {log_dir!r}")
-    last = os.path.join(log_dir, checkpoints[-1])
+    last = last_epoch_checkpoint(log_dir)
     del model
 
     inference, _ = _load_inference_model(last, args.logs, bool(args.small))
@@ -485,7 +460,7 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     """Print keypoint OKS AP (pycocotools) on held-out images."""
-    _positive("--limit", args.limit)
+    check_positive("--limit", args.limit)
     weights_path = resolve_weights(args.weights, args.logs, args.small)
     model, small = _load_inference_model(weights_path, args.logs, args.small)
     limit = args.limit or _settings(small)["eval_limit"]

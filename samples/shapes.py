@@ -24,7 +24,6 @@ In Python::
     dataset.prepare()
 """
 import argparse
-import json
 import logging
 import math
 import os
@@ -39,8 +38,10 @@ if __name__ == "__main__":  # run as a script from a checkout: make ``import mrc
 
 from mrcnn import utils  # noqa: E402
 from mrcnn.checkpoints import (SETTINGS_FILE, choose_last_checkpoint,  # noqa: E402,F401
-                               epoch_checkpoints, read_run_settings)
-from mrcnn.cli_args import CliError, quiet_tensorflow, sample_weights  # noqa: E402
+                               epoch_checkpoints, read_run_settings, write_run_settings)
+from mrcnn.cli_args import (CliError, add_sample_arguments, check_positive,  # noqa: E402
+                            last_epoch_checkpoint, load_sample_inference_model,
+                            load_weights_or_exit, quiet_tensorflow, sample_weights)
 # The compact model and its schedule live in mrcnn.compact; the names below stay importable
 # from samples.shapes (notebooks, bench/ and tests use them from here).
 from mrcnn.compact import (CompactConfig, SmallCompactConfig, distinct_color,  # noqa: E402,F401
@@ -243,12 +244,7 @@ def _build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p, weights_required):
-        p.add_argument("--logs", default=DEFAULT_LOGS_DIR,
-                       help=f"logs and checkpoints folder (default {DEFAULT_LOGS_DIR})")
-        p.add_argument("--weights", required=weights_required, default=None,
-                       help="'last' (newest checkpoint in --logs) or a .h5 path")
-        p.add_argument("--small", action="store_true", default=None,
-                       help="toy-sized model and data (CI); remembered next to the checkpoints")
+        add_sample_arguments(p, DEFAULT_LOGS_DIR, weights_required)
 
     train = sub.add_parser("train", help="train from scratch (or resume with --weights)")
     common(train, weights_required=False)
@@ -268,26 +264,10 @@ def _build_parser():
     return parser
 
 
-def _positive(name, value):
-    if value is not None and value < 1:
-        raise UsageError(f"{name} must be a positive integer, got {value}")
-
-
 def _load_inference_model(weights_path, logs, small):
     """Inference MaskRCNN with the config the checkpoint was trained with, weights loaded."""
-    quiet_tensorflow()
-    from mrcnn.model import MaskRCNN
-
-    if small is None:
-        small = bool(read_run_settings(weights_path).get("small", False))
-    config = inference_config(_settings(small)["config"])
-    model = MaskRCNN("inference", config, logs)
-    try:
-        model.load_weights(weights_path, by_name=True)
-    except (ValueError, OSError, KeyError) as err:
-        raise UsageError(f"could not load weights {weights_path!r} into the "
-                         f"{'small' if small else 'full'} shapes model: {err}") from err
-    return model, small
+    return load_sample_inference_model(weights_path, logs, lambda s: _settings(s)["config"],
+                                       small)
 
 
 def evaluate_model(model, limit, verbose=0):
@@ -331,7 +311,7 @@ def cmd_train(args):
     """Train (from scratch, or resuming --weights), then evaluate and draw detections."""
     settings = _settings(bool(args.small))
     for name in ("epochs", "steps", "images"):
-        _positive(f"--{name}", getattr(args, name))
+        check_positive(f"--{name}", getattr(args, name))
     if args.lr is not None and not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
     weights_path = resolve_weights(args.weights, args.logs, args.small) if args.weights else None
@@ -354,18 +334,14 @@ def cmd_train(args):
 
     model = MaskRCNN("training", config, args.logs)
     if weights_path:
-        try:
-            model.load_weights(weights_path, by_name=True)
-        except (ValueError, OSError, KeyError) as err:
-            raise UsageError(f"could not load weights {weights_path!r}: {err}") from err
+        load_weights_or_exit(model, weights_path)
         print(f"Resuming from {weights_path} (epoch {model.epoch})")
     if model.epoch >= epochs:
         print(f"Already at epoch {model.epoch} >= --epochs {epochs}: nothing to train")
     else:
-        os.makedirs(model.log_dir, exist_ok=True)
-        with open(os.path.join(model.log_dir, SETTINGS_FILE), "w", encoding="utf-8") as f:
-            json.dump({"small": bool(args.small), "epochs": epochs, "steps": steps,
-                       "images": len(train_set.image_ids), "learning_rate": learning_rate}, f)
+        write_run_settings(model.log_dir, {
+            "small": bool(args.small), "epochs": epochs, "steps": steps,
+            "images": len(train_set.image_ids), "learning_rate": learning_rate})
         total = epochs * steps
         schedule = lr_schedule_callback(learning_rate, total, warmup_steps=min(200, total // 10),
                                          first_step=model.epoch * steps)
@@ -377,10 +353,7 @@ def cmd_train(args):
                     custom_callbacks=[schedule], verbose=1)
         print(f"Training took {(time.time() - started) / 60:.1f} min")
     log_dir = model.log_dir
-    checkpoints = epoch_checkpoints(log_dir)
-    if not checkpoints:
-        raise UsageError(f"training wrote no checkpoint in {log_dir!r}")
-    last = os.path.join(log_dir, checkpoints[-1])
+    last = last_epoch_checkpoint(log_dir)
     del model
 
     inference, _ = _load_inference_model(last, args.logs, bool(args.small))
@@ -394,7 +367,7 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     """Print mAP@0.5 and mAP@[.5:.95] on held-out images."""
-    _positive("--limit", args.limit)
+    check_positive("--limit", args.limit)
     weights_path = resolve_weights(args.weights, args.logs, args.small)
     model, small = _load_inference_model(weights_path, args.logs, args.small)
     limit = args.limit or _settings(small)["eval_limit"]

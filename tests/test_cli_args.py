@@ -179,6 +179,18 @@ def test_sample_weights_only_small_runs_and_errors(tmp_path, caplog):
     assert cli_args.sample_weights(small, str(tmp_path), "shapes", "s.py") == small
 
 
+def test_sample_checks_and_last_epoch_checkpoint(tmp_path):
+    cli_args.check_positive("--steps", None)
+    cli_args.check_positive("--steps", 1)
+    with pytest.raises(cli_args.CliError, match=r"^--steps must be a positive integer, got 0$"):
+        cli_args.check_positive("--steps", 0)
+    with pytest.raises(cli_args.CliError, match=r"^training wrote no checkpoint in '.*run'$"):
+        cli_args.last_epoch_checkpoint(str(tmp_path / "run"))
+    last = _run(tmp_path, "shapes", "20260101T0000", 3)
+    _run(tmp_path, "shapes", "20260101T0000", 2)
+    assert cli_args.last_epoch_checkpoint(os.path.dirname(last)) == last
+
+
 def test_load_errors_do_not_talk_about_the_python_api():
     err = ValueError("'a.h5': the weights of 1 layer(s) differ in shape from the model: "
                      "mrcnn_bbox_fc: kernel (64, 8) vs (1024, 8). A different NUM_CLASSES (or "
