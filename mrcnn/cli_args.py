@@ -478,3 +478,29 @@ def last_epoch_checkpoint(log_dir):
     if not checkpoints:
         raise CliError(f"training wrote no checkpoint in {log_dir!r}")
     return os.path.join(log_dir, checkpoints[-1])
+
+
+def run_sample_main(prog, parser, commands, argv=None):
+    """Parse ``argv`` and run ``commands[args.command](args)``; returns the exit code.
+
+    prog: the script's name for messages ("shapes.py"). A CliError prints
+    "<prog> <command>: error: <message>" to stderr and returns 2; Ctrl-C prints
+    "<prog> <command>: interrupted: ..." (train() names the last intact checkpoint) and
+    returns 130; argparse's own usage errors return its exit code. Pictures go to files:
+    matplotlib uses Agg unless pyplot is already imported.
+    """
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse printed the usage and the problem.
+        return int(exit_.code or 0)
+    import matplotlib
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")  # pictures go to files; no window is needed
+    try:
+        return commands[args.command](args)
+    except CliError as err:
+        print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # train() says which checkpoint is the last intact one
+        print(f"{prog} {args.command}: interrupted: {err}", file=sys.stderr)
+        return 130

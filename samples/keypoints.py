@@ -45,7 +45,8 @@ from mrcnn import utils  # noqa: E402
 from mrcnn.checkpoints import read_run_settings, write_run_settings  # noqa: E402
 from mrcnn.cli_args import (CliError, add_sample_arguments, check_positive,  # noqa: E402
                             last_epoch_checkpoint, load_sample_inference_model,
-                            load_weights_or_exit, quiet_tensorflow, sample_weights)
+                            load_weights_or_exit, quiet_tensorflow, run_sample_main,
+                            sample_weights)
 from mrcnn.compact import (CompactConfig, SmallCompactConfig, distinct_color,  # noqa: E402
                            lr_schedule_callback, time_budget_callback)
 from mrcnn.dataset import Dataset  # noqa: E402
@@ -481,21 +482,9 @@ def cmd_detect(args):
 
 
 def main(argv=None):
-    """Run the command line; returns the exit code (0 ok, 2 usage errors)."""
-    parser = _build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse printed the usage and the problem.
-        return int(exit_.code or 0)
-    import matplotlib
-    if "matplotlib.pyplot" not in sys.modules:
-        matplotlib.use("Agg")  # pictures go to files; no window is needed
+    """Run the command line; returns the exit code (0 ok, 2 usage errors, 130 interrupted)."""
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "detect": cmd_detect}
-    try:
-        return commands[args.command](args)
-    except UsageError as err:
-        print(f"keypoints.py {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_sample_main("keypoints.py", _build_parser(), commands, argv)
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ from mrcnn.checkpoints import (SETTINGS_FILE, choose_last_checkpoint,  # noqa: E
                                epoch_checkpoints, read_run_settings, write_run_settings)
 from mrcnn.cli_args import (CliError, add_sample_arguments, check_positive,  # noqa: E402
                             last_epoch_checkpoint, load_sample_inference_model,
-                            load_weights_or_exit, quiet_tensorflow, sample_weights)
+                            load_weights_or_exit, quiet_tensorflow, run_sample_main,
+                            sample_weights)
 # The compact model and its schedule live in mrcnn.compact; the names below stay importable
 # from samples.shapes (notebooks, bench/ and tests use them from here).
 from mrcnn.compact import (CompactConfig, SmallCompactConfig, distinct_color,  # noqa: E402,F401
@@ -388,24 +389,9 @@ def cmd_detect(args):
 
 
 def main(argv=None):
-    """Run the command line; returns the exit code (0 ok, 2 usage errors)."""
-    parser = _build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse printed the usage and the problem.
-        return int(exit_.code or 0)
-    import matplotlib
-    if "matplotlib.pyplot" not in sys.modules:
-        matplotlib.use("Agg")  # pictures go to files; no window is needed
+    """Run the command line; returns the exit code (0 ok, 2 usage errors, 130 interrupted)."""
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "detect": cmd_detect}
-    try:
-        return commands[args.command](args)
-    except UsageError as err:
-        print(f"shapes.py {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt as err:  # train() says which checkpoint is the last intact one
-        print(f"shapes.py {args.command}: interrupted: {err}", file=sys.stderr)
-        return 130
+    return run_sample_main("shapes.py", _build_parser(), commands, argv)
 
 
 if __name__ == "__main__":

@@ -267,3 +267,22 @@ def test_tensorflow_start_up_noise_is_kept_out():
 ])
 def test_start_up_noise_pattern(line, noise):
     assert bool(cli_args._TF_STARTUP_NOISE.match(line)) is noise
+
+
+def test_run_sample_main_exit_codes_and_messages(capsys):
+    parser = argparse.ArgumentParser(prog="toy.py")
+    parser.add_argument("command")
+
+    def usage(args):
+        raise cli_args.CliError("--limit must be a positive integer, got -3")
+
+    def interrupted(args):
+        raise KeyboardInterrupt("the last intact checkpoint is x.h5")
+
+    commands = {"ok": lambda args: 0, "usage": usage, "stop": interrupted}
+    assert cli_args.run_sample_main("toy.py", parser, commands, ["ok"]) == 0
+    assert cli_args.run_sample_main("toy.py", parser, commands, ["usage"]) == 2
+    assert capsys.readouterr().err == "toy.py usage: error: --limit must be a positive integer, got -3\n"
+    assert cli_args.run_sample_main("toy.py", parser, commands, ["stop"]) == 130
+    assert capsys.readouterr().err == "toy.py stop: interrupted: the last intact checkpoint is x.h5\n"
+    assert cli_args.run_sample_main("toy.py", parser, commands, []) == 2     # argparse: missing
