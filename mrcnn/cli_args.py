@@ -472,6 +472,26 @@ def load_sample_inference_model(weights_path, logs, config_of, small=None):
     return model, small
 
 
+def sample_training_model(config_class, steps, logs, weights_path=None):
+    """A training MaskRCNN of a from-scratch sample, resuming ``weights_path`` when given.
+
+    config_class: the sample's Config subclass; its STEPS_PER_EPOCH becomes ``steps`` (in a
+    subclass named TrainConfig). logs: the model_dir. weights_path: a checkpoint loaded by
+    name (its epoch is taken up), or None to start from scratch. Raises CliError when the
+    weights do not fit. Starts TensorFlow (quietly).
+    """
+    quiet_tensorflow()
+    from mrcnn.model import MaskRCNN
+
+    class TrainConfig(config_class):
+        STEPS_PER_EPOCH = steps
+
+    model = MaskRCNN("training", TrainConfig(), logs)
+    if weights_path:
+        load_weights_or_exit(model, weights_path)
+    return model
+
+
 def last_epoch_checkpoint(log_dir):
     """Path of the last epoch-end checkpoint in a run folder; CliError when there is none."""
     checkpoints = epoch_checkpoints(log_dir)

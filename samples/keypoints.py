@@ -45,8 +45,7 @@ from mrcnn import utils  # noqa: E402
 from mrcnn.checkpoints import read_run_settings, write_run_settings  # noqa: E402
 from mrcnn.cli_args import (CliError, add_sample_arguments, check_positive,  # noqa: E402
                             last_epoch_checkpoint, load_sample_inference_model,
-                            load_weights_or_exit, quiet_tensorflow, run_sample_main,
-                            sample_weights)
+                            run_sample_main, sample_training_model, sample_weights)
 from mrcnn.compact import (CompactConfig, SmallCompactConfig, distinct_color,  # noqa: E402
                            lr_schedule_callback, time_budget_callback)
 from mrcnn.dataset import Dataset  # noqa: E402
@@ -401,27 +400,20 @@ def cmd_train(args):
     if args.lr is not None and not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
     weights_path = resolve_weights(args.weights, args.logs, args.small) if args.weights else None
-    quiet_tensorflow()  # TensorFlow starts here, once the arguments are known good
-    from mrcnn.model import MaskRCNN
     if weights_path is not None and args.small is None:
         args.small = bool(read_run_settings(weights_path).get("small", False))
         settings = _settings(args.small)
     config_class = settings["config"]
     steps = args.steps or settings["steps"]
     epochs = args.epochs or settings["epochs"]
-
-    class TrainConfig(config_class):
-        STEPS_PER_EPOCH = steps
-
-    config = TrainConfig()
+    # TensorFlow starts here, once the arguments are known good.
+    model = sample_training_model(config_class, steps, args.logs, weights_path)
+    if weights_path:
+        print(f"Resuming from {weights_path} (epoch {model.epoch})")
+    config = model.config
     learning_rate = args.lr or config.LEARNING_RATE
     train_set = make_dataset(args.images or settings["images"], TRAIN_SEED)
     val_set = make_dataset(settings["val_images"], VAL_SEED)
-
-    model = MaskRCNN("training", config, args.logs)
-    if weights_path:
-        load_weights_or_exit(model, weights_path)
-        print(f"Resuming from {weights_path} (epoch {model.epoch})")
     if model.epoch >= epochs:
         print(f"Already at epoch {model.epoch} >= --epochs {epochs}: nothing to train")
     else:

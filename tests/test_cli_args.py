@@ -286,3 +286,18 @@ def test_run_sample_main_exit_codes_and_messages(capsys):
     assert cli_args.run_sample_main("toy.py", parser, commands, ["stop"]) == 130
     assert capsys.readouterr().err == "toy.py stop: interrupted: the last intact checkpoint is x.h5\n"
     assert cli_args.run_sample_main("toy.py", parser, commands, []) == 2     # argparse: missing
+
+
+def test_sample_training_model_steps_and_resume_errors(tmp_path):
+    from mrcnn.compact import SmallCompactConfig
+
+    class Toy(SmallCompactConfig):
+        NAME = "toy"
+        NUM_CLASSES = 2
+
+    model = cli_args.sample_training_model(Toy, 3, str(tmp_path))
+    assert (type(model.config).__name__, model.config.STEPS_PER_EPOCH, model.epoch) == ("TrainConfig", 3, 0)
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5")
+    with pytest.raises(cli_args.CliError, match=r"^could not load weights '.*bad\.h5': "):
+        cli_args.sample_training_model(Toy, 3, str(tmp_path), str(bad))
