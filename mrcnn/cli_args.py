@@ -20,7 +20,8 @@ import sys
 import tempfile
 
 from mrcnn import utils
-from mrcnn.checkpoints import choose_last_checkpoint, write_run_settings
+from mrcnn.checkpoints import (choose_last_checkpoint, epoch_checkpoints, read_run_settings,
+                               write_run_settings)
 
 logger = logging.getLogger(__name__)
 
@@ -383,3 +384,143 @@ def flip_augmentation():
         logger.warning("albumentations is not installed: training without augmentation")
         return None
     return albumentations.HorizontalFlip(p=0.5)
+
+
+# ---------------------------------------------------------------------------- from-scratch samples
+# The command lines of the synthetic from-scratch samples (samples/shapes.py,
+# samples/keypoints.py): train / evaluate / detect with --logs, --weights (last or a file) and
+# --small (a toy model, remembered in the run folder's settings.json).
+
+
+def add_sample_arguments(parser, default_logs, weights_required):
+    """Add --logs, --weights and --small to a from-scratch sample's subcommand parser.
+
+    --small defaults to None (not given), so that a checkpoint's recorded setting can win.
+    """
+    parser.add_argument("--logs", default=default_logs,
+                        help=f"logs and checkpoints folder (default {default_logs})")
+    parser.add_argument("--weights", required=weights_required, default=None,
+                        help="'last' (newest checkpoint in --logs) or a .h5 path")
+    parser.add_argument("--small", action="store_true", default=None,
+                        help="toy-sized model and data (CI); remembered next to the checkpoints")
+
+
+def check_positive(name, value):
+    """Raise CliError naming option ``name`` when ``value`` (an int or None) is < 1."""
+    if value is not None and value < 1:
+        raise CliError(f"{name} must be a positive integer, got {value}")
+
+
+def sample_weights(weights, logs, name, script, small=None):
+    """Path of a from-scratch sample's --weights: "last" (a checkpoint under ``logs``) or a file.
+
+    name: the config NAME (run folders start with it). script: the sample's path for the
+    message, e.g. "samples/shapes.py". small: --small as given (None: not given).
+    "last" without --small takes the newest full-size run, never a newer --small one (a
+    warning names those passed over), and a --small run only when there is no other (with a
+    warning); with --small, the newest --small run. Raises CliError when there is none or
+    the file does not exist.
+    """
+    if weights == "last":
+        checkpoint, _, skipped = choose_last_checkpoint(logs, name, {"small": small},
+                                                        toy_key="small")
+        if checkpoint is None:
+            kind = " --small" if small else ""
+            raise CliError(f"--weights last: no trained{kind} {name} "
+                           f"checkpoint in {logs!r}; run 'python {script} train{kind}' first "
+                           "(or pass --logs DIR)")
+        if skipped:
+            logger.warning("--weights last: using %s, not the newer --small checkpoint(s) %s; "
+                           "pass --small to use those", checkpoint, ", ".join(skipped))
+        elif small is None and read_run_settings(checkpoint).get("small"):
+            logger.warning("--weights last: %s is from a --small (toy) run, the only kind in %r",
+                           checkpoint, logs)
+        return checkpoint
+    if not os.path.isfile(weights):
+        raise CliError(f"--weights: file not found: {weights!r}")
+    return weights
+
+
+def load_weights_or_exit(model, weights_path, what=""):
+    """``model.load_weights(weights_path, by_name=True)``; a failure becomes a CliError.
+
+    what: words after the path in the message (e.g. " into the small shapes model").
+    """
+    try:
+        model.load_weights(weights_path, by_name=True)
+    except (ValueError, OSError, KeyError) as err:
+        raise CliError(f"could not load weights {weights_path!r}{what}: {err}") from err
+
+
+def load_sample_inference_model(weights_path, logs, config_of, small=None):
+    """An inference MaskRCNN with the config the checkpoint was trained with, weights loaded.
+
+    config_of(small) -> the sample's Config subclass. small: --small as given; None takes the
+    run folder's recorded setting. Returns (model, small). Raises CliError when the weights
+    do not fit. Starts TensorFlow (quietly).
+    """
+    quiet_tensorflow()
+    from mrcnn.compact import inference_config
+    from mrcnn.model import MaskRCNN
+
+    if small is None:
+        small = bool(read_run_settings(weights_path).get("small", False))
+    config = inference_config(config_of(small))
+    model = MaskRCNN("inference", config, logs)
+    load_weights_or_exit(model, weights_path, f" into the {'small' if small else 'full'} "
+                                              f"{config.NAME} model")
+    return model, small
+
+
+def sample_training_model(config_class, steps, logs, weights_path=None):
+    """A training MaskRCNN of a from-scratch sample, resuming ``weights_path`` when given.
+
+    config_class: the sample's Config subclass; its STEPS_PER_EPOCH becomes ``steps`` (in a
+    subclass named TrainConfig). logs: the model_dir. weights_path: a checkpoint loaded by
+    name (its epoch is taken up), or None to start from scratch. Raises CliError when the
+    weights do not fit. Starts TensorFlow (quietly).
+    """
+    quiet_tensorflow()
+    from mrcnn.model import MaskRCNN
+
+    class TrainConfig(config_class):
+        STEPS_PER_EPOCH = steps
+
+    model = MaskRCNN("training", TrainConfig(), logs)
+    if weights_path:
+        load_weights_or_exit(model, weights_path)
+    return model
+
+
+def last_epoch_checkpoint(log_dir):
+    """Path of the last epoch-end checkpoint in a run folder; CliError when there is none."""
+    checkpoints = epoch_checkpoints(log_dir)
+    if not checkpoints:
+        raise CliError(f"training wrote no checkpoint in {log_dir!r}")
+    return os.path.join(log_dir, checkpoints[-1])
+
+
+def run_sample_main(prog, parser, commands, argv=None):
+    """Parse ``argv`` and run ``commands[args.command](args)``; returns the exit code.
+
+    prog: the script's name for messages ("shapes.py"). A CliError prints
+    "<prog> <command>: error: <message>" to stderr and returns 2; Ctrl-C prints
+    "<prog> <command>: interrupted: ..." (train() names the last intact checkpoint) and
+    returns 130; argparse's own usage errors return its exit code. Pictures go to files:
+    matplotlib uses Agg unless pyplot is already imported.
+    """
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse printed the usage and the problem.
+        return int(exit_.code or 0)
+    import matplotlib
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")  # pictures go to files; no window is needed
+    try:
+        return commands[args.command](args)
+    except CliError as err:
+        print(f"{prog} {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:  # train() says which checkpoint is the last intact one
+        print(f"{prog} {args.command}: interrupted: {err}", file=sys.stderr)
+        return 130

@@ -9,13 +9,15 @@ a new small from-scratch experiment starts from a model that is known to learn i
   narrow heads, small anchors); a subclass adds NAME, NUM_CLASSES and the dataset's
   instance counts. ``SmallCompactConfig``: its toy-sized variant (CI, ``--small``).
 * ``inference_config``: a config class turned into its one-image-per-batch instance.
-* ``learning_rate_at`` / ``lr_schedule_callback``: linear warm-up then cosine decay.
+* ``learning_rate_at`` / ``lr_schedule_callback``: linear warm-up then cosine decay;
+  ``time_budget_callback``: the same curve over a wall-clock training budget.
 * ``distinct_color``: random colours that stand out from given ones (synthetic drawing).
 
 Nothing here imports Keras or TensorFlow at import time: the samples check their command
 line before TensorFlow starts.
 """
 import math
+import time
 
 from mrcnn.config import Config
 
@@ -206,6 +208,85 @@ def lr_schedule_callback(base_lr, total_steps, warmup_steps, first_step):
             self.step += 1
 
     return WarmupCosine()
+
+
+# Resolution of the time-fraction warm-up: the elapsed fraction of the budget is counted in
+# steps of 1 / _BUDGET_TICKS along the curve of learning_rate_at.
+_BUDGET_TICKS = 10_000
+
+
+def time_budget_callback(base_lr, minutes, warmup_fraction=None, warmup_steps=None,
+                         clock=time.time):
+    """A Keras callback that trains for ``minutes`` of wall time, whatever the machine's load.
+
+    The learning rate rises linearly from base_lr / 10 to base_lr during the warm-up, then
+    follows a cosine down to base_lr / 100 over the elapsed time (from the start of the first
+    ``fit``, graph building included); a loaded machine gets fewer steps, not more time.
+    Training stops after the first batch that ends past the budget (Keras still ends the
+    epoch, so its checkpoint is written). Give exactly one warm-up:
+
+    * ``warmup_fraction`` (0 <= f < 1): the warm-up is the first fraction f of the budget's
+      time, and the cosine runs over the rest of it: the rate at elapsed fraction p is
+      ``learning_rate_at(int(p * 10000), base_lr, 10000, int(f * 10000))``.
+    * ``warmup_steps`` (int >= 0): the warm-up is the first ``warmup_steps`` batches; after
+      them the rate is the cosine at the elapsed fraction of the whole budget.
+
+    clock: a function returning seconds (time.time; tests pass a fake one).
+    The callback records ``step`` (batches begun), ``epoch`` (the current epoch, 0-based),
+    ``stopped_at`` ((epoch, batch) where it stopped, or None) and ``stopped_step`` (batches
+    run when it stopped, or None).
+    """
+    import keras
+
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes > 0:
+        raise ValueError(f"minutes must be a positive number, got {minutes!r}")
+    if (warmup_fraction is None) == (warmup_steps is None):
+        raise ValueError("give exactly one of warmup_fraction and warmup_steps, got "
+                         f"warmup_fraction={warmup_fraction!r}, warmup_steps={warmup_steps!r}")
+    if warmup_fraction is not None and not 0 <= warmup_fraction < 1:
+        raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction!r}")
+    if warmup_steps is not None and (isinstance(warmup_steps, bool) or
+                                     not isinstance(warmup_steps, int) or warmup_steps < 0):
+        raise ValueError(f"warmup_steps must be an integer >= 0, got {warmup_steps!r}")
+    budget = 60.0 * float(minutes)
+
+    def rate(step, fraction):
+        if warmup_fraction is not None:
+            return learning_rate_at(int(fraction * _BUDGET_TICKS), base_lr, _BUDGET_TICKS,
+                                    int(warmup_fraction * _BUDGET_TICKS))
+        if step < warmup_steps:
+            return learning_rate_at(step, base_lr, 1, warmup_steps)
+        return learning_rate_at(fraction, base_lr, 1.0, 0)
+
+    class TimeBudget(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.budget = budget
+            self.started = None
+            self.step = 0
+            self.epoch = 0
+            self.stopped_at = None
+            self.stopped_step = None
+
+        def on_train_begin(self, logs=None):
+            if self.started is None:
+                self.started = clock()
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+        def on_train_batch_begin(self, batch, logs=None):
+            fraction = min(1.0, (clock() - self.started) / self.budget)
+            self.model.optimizer.learning_rate.assign(rate(self.step, fraction))
+            self.step += 1
+
+        def on_train_batch_end(self, batch, logs=None):
+            if clock() - self.started >= self.budget:
+                self.stopped_at = (self.epoch, batch)
+                self.stopped_step = self.step
+                self.model.stop_training = True
+
+    return TimeBudget()
 
 
 # ---------------------------------------------------------------------------- drawing

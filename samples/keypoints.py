@@ -24,11 +24,11 @@ Command line (from the repository root)::
 
 ``--small`` shrinks model, data and schedule to seconds (CI), and is remembered beside the
 checkpoints (``settings.json``) as in ``samples/shapes.py``. The compact GroupNorm model and
-its learning-rate schedule are ``mrcnn.compact``'s, the checkpoint plumbing
-``mrcnn.checkpoints``'.
+its learning-rate schedules are ``mrcnn.compact``'s, the command-line plumbing it shares
+with ``samples/shapes.py`` (``--logs``/``--weights``/``--small``, ``--weights last``,
+loading a checkpoint) ``mrcnn.cli_args``'.
 """
 import argparse
-import json
 import logging
 import math
 import os
@@ -42,10 +42,12 @@ if __name__ == "__main__":  # run as a script from a checkout: make ``import mrc
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from mrcnn import utils  # noqa: E402
-from mrcnn.checkpoints import (SETTINGS_FILE, epoch_checkpoints,  # noqa: E402
-                               find_last_checkpoint, read_run_settings)
+from mrcnn.checkpoints import read_run_settings, write_run_settings  # noqa: E402
+from mrcnn.cli_args import (CliError, add_sample_arguments, check_positive,  # noqa: E402
+                            last_epoch_checkpoint, load_sample_inference_model,
+                            run_sample_main, sample_training_model, sample_weights)
 from mrcnn.compact import (CompactConfig, SmallCompactConfig, distinct_color,  # noqa: E402
-                           inference_config, learning_rate_at, lr_schedule_callback)
+                           lr_schedule_callback, time_budget_callback)
 from mrcnn.dataset import Dataset  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,8 @@ SKELETON = (("apex", "left"), ("left", "right"), ("right", "apex"))
 OKS_SIGMA = 0.062
 JOINT_RADIUS = 3
 TRAIN_SEED, VAL_SEED, TEST_SEED = 11, 12, 13
+# Warm-up of the time-budget schedule: this fraction of --minutes.
+WARMUP_FRACTION = 0.05
 EXIT_USAGE = 2
 
 
@@ -312,48 +316,10 @@ def draw_detections(model, out_path, image_indices=(0,), columns=3):
     return out_path
 
 
-# ---------------------------------------------------------------------------- schedule
-def time_budget_callback(base_lr, minutes, warmup=0.05):
-    """A Keras callback that trains for ``minutes`` of wall time, whatever the machine's load.
-
-    The learning rate follows the warm-up + cosine curve of ``mrcnn.compact`` over the
-    elapsed fraction of the budget (from the start of ``fit``, graph building included)
-    instead of over steps; training stops after the first batch that ends past the budget
-    (Keras still ends the epoch, so its checkpoint is written). ``stopped_at``: (epoch,
-    batch) where it stopped, or None.
-    """
-    import keras
-
-    class TimeBudget(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.budget = 60.0 * minutes
-            self.started = None
-            self.stopped_at = None
-            self.epoch = 0
-
-        def on_train_begin(self, logs=None):
-            self.started = time.time()
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self.epoch = epoch
-
-        def on_train_batch_begin(self, batch, logs=None):
-            progress = min(1.0, (time.time() - self.started) / self.budget)
-            self.model.optimizer.learning_rate.assign(learning_rate_at(
-                int(progress * 10_000), base_lr, 10_000, int(warmup * 10_000)))
-
-        def on_train_batch_end(self, batch, logs=None):
-            if time.time() - self.started >= self.budget:
-                self.stopped_at = (self.epoch, batch)
-                self.model.stop_training = True
-
-    return TimeBudget()
-
-
 # ---------------------------------------------------------------------------- command line
-class UsageError(Exception):
-    """A command-line problem the user can fix; main() prints it and returns exit code 2."""
+# A command-line problem the user can fix; main() prints it and returns exit code 2. The
+# shared command-line helpers (mrcnn.cli_args) raise it.
+UsageError = CliError
 
 
 def _settings(small):
@@ -365,17 +331,14 @@ def _settings(small):
             "steps": KeypointsConfig.STEPS_PER_EPOCH, "eval_limit": 100, "minutes": 18.0}
 
 
-def resolve_weights(weights, logs):
-    """Path of the weights named on the command line: "last" (newest checkpoint) or a file."""
-    if weights == "last":
-        checkpoint = find_last_checkpoint(logs, KeypointsConfig.NAME)
-        if checkpoint is None:
-            raise UsageError(f"--weights last: no trained keypoints checkpoint in {logs!r}; run "
-                             f"'python samples/keypoints.py train' first (or pass --logs DIR)")
-        return checkpoint
-    if not os.path.isfile(weights):
-        raise UsageError(f"--weights: file not found: {weights!r}")
-    return weights
+def resolve_weights(weights, logs, small=None):
+    """Path of the weights named on the command line: "last" (newest checkpoint) or a file.
+
+    "last" without --small takes the newest full-size run, never a newer --small one (a
+    warning names those passed over); a --small run only when there is no other (with a
+    warning). With --small, the newest --small run (mrcnn.cli_args.sample_weights).
+    """
+    return sample_weights(weights, logs, KeypointsConfig.NAME, "samples/keypoints.py", small)
 
 
 def _build_parser():
@@ -384,12 +347,7 @@ def _build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p, weights_required):
-        p.add_argument("--logs", default=DEFAULT_LOGS_DIR,
-                       help=f"logs and checkpoints folder (default {DEFAULT_LOGS_DIR})")
-        p.add_argument("--weights", required=weights_required, default=None,
-                       help="'last' (newest checkpoint in --logs) or a .h5 path")
-        p.add_argument("--small", action="store_true", default=None,
-                       help="toy-sized model and data (CI); remembered next to the checkpoints")
+        add_sample_arguments(p, DEFAULT_LOGS_DIR, weights_required)
 
     train = sub.add_parser("train", help="train from scratch (or resume with --weights)")
     common(train, weights_required=False)
@@ -413,25 +371,10 @@ def _build_parser():
     return parser
 
 
-def _positive(name, value):
-    if value is not None and value < 1:
-        raise UsageError(f"{name} must be a positive integer, got {value}")
-
-
 def _load_inference_model(weights_path, logs, small):
     """Inference MaskRCNN with the config the checkpoint was trained with, weights loaded."""
-    from mrcnn.model import MaskRCNN
-
-    if small is None:
-        small = bool(read_run_settings(weights_path).get("small", False))
-    config = inference_config(_settings(small)["config"])
-    model = MaskRCNN("inference", config, logs)
-    try:
-        model.load_weights(weights_path, by_name=True)
-    except (ValueError, OSError, KeyError) as err:
-        raise UsageError(f"could not load weights {weights_path!r} into the "
-                         f"{'small' if small else 'full'} keypoints model: {err}") from err
-    return model, small
+    return load_sample_inference_model(weights_path, logs, lambda s: _settings(s)["config"],
+                                       small)
 
 
 def _print_scores(scores):
@@ -451,45 +394,35 @@ def cmd_train(args):
 
     settings = _settings(bool(args.small))
     for name in ("epochs", "steps", "images"):
-        _positive(f"--{name}", getattr(args, name))
+        check_positive(f"--{name}", getattr(args, name))
     if args.minutes is not None and not args.minutes > 0:
         raise UsageError(f"--minutes must be positive, got {args.minutes}")
     if args.lr is not None and not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
-    weights_path = resolve_weights(args.weights, args.logs) if args.weights else None
-    from mrcnn.model import MaskRCNN  # TensorFlow starts here, once the arguments are known good
+    weights_path = resolve_weights(args.weights, args.logs, args.small) if args.weights else None
     if weights_path is not None and args.small is None:
         args.small = bool(read_run_settings(weights_path).get("small", False))
         settings = _settings(args.small)
     config_class = settings["config"]
     steps = args.steps or settings["steps"]
     epochs = args.epochs or settings["epochs"]
-
-    class TrainConfig(config_class):
-        STEPS_PER_EPOCH = steps
-
-    config = TrainConfig()
+    # TensorFlow starts here, once the arguments are known good.
+    model = sample_training_model(config_class, steps, args.logs, weights_path)
+    if weights_path:
+        print(f"Resuming from {weights_path} (epoch {model.epoch})")
+    config = model.config
     learning_rate = args.lr or config.LEARNING_RATE
     train_set = make_dataset(args.images or settings["images"], TRAIN_SEED)
     val_set = make_dataset(settings["val_images"], VAL_SEED)
-
-    model = MaskRCNN("training", config, args.logs)
-    if weights_path:
-        try:
-            model.load_weights(weights_path, by_name=True)
-        except (ValueError, OSError, KeyError) as err:
-            raise UsageError(f"could not load weights {weights_path!r}: {err}") from err
-        print(f"Resuming from {weights_path} (epoch {model.epoch})")
     if model.epoch >= epochs:
         print(f"Already at epoch {model.epoch} >= --epochs {epochs}: nothing to train")
     else:
-        os.makedirs(model.log_dir, exist_ok=True)
-        with open(os.path.join(model.log_dir, SETTINGS_FILE), "w", encoding="utf-8") as f:
-            json.dump({"small": bool(args.small), "epochs": epochs, "steps": steps,
-                       "images": len(train_set.image_ids), "learning_rate": learning_rate}, f)
+        write_run_settings(model.log_dir, {
+            "small": bool(args.small), "epochs": epochs, "steps": steps,
+            "images": len(train_set.image_ids), "learning_rate": learning_rate})
         minutes = args.minutes if args.minutes is not None else settings["minutes"]
         if minutes:
-            schedule = time_budget_callback(learning_rate, minutes)
+            schedule = time_budget_callback(learning_rate, minutes, warmup_fraction=WARMUP_FRACTION)
             print(f"Training for {minutes:g} minutes (learning rate over the time budget)")
         else:
             total = epochs * steps
@@ -507,10 +440,7 @@ def cmd_train(args):
               f"{cpu / 60:.1f} min process CPU (all threads); "
               f"stopped at {getattr(schedule, 'stopped_at', None)}")
     log_dir = model.log_dir
-    checkpoints = epoch_checkpoints(log_dir)
-    if not checkpoints:
-        raise UsageError(f"training wrote no checkpoint in {log_dir!r}")
-    last = os.path.join(log_dir, checkpoints[-1])
+    last = last_epoch_checkpoint(log_dir)
     del model
 
     inference, _ = _load_inference_model(last, args.logs, bool(args.small))
@@ -523,8 +453,8 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     """Print keypoint OKS AP (pycocotools) on held-out images."""
-    _positive("--limit", args.limit)
-    weights_path = resolve_weights(args.weights, args.logs)
+    check_positive("--limit", args.limit)
+    weights_path = resolve_weights(args.weights, args.logs, args.small)
     model, small = _load_inference_model(weights_path, args.logs, args.small)
     limit = args.limit or _settings(small)["eval_limit"]
     print(f"Evaluating {weights_path} on {limit} held-out images")
@@ -536,7 +466,7 @@ def cmd_detect(args):
     """Save a picture of the keypoints found on one held-out image."""
     if args.image < 0:
         raise UsageError(f"--image must be >= 0, got {args.image}")
-    weights_path = resolve_weights(args.weights, args.logs)
+    weights_path = resolve_weights(args.weights, args.logs, args.small)
     model, _ = _load_inference_model(weights_path, args.logs, args.small)
     path = draw_detections(model, args.out, image_indices=[args.image], columns=1)
     print(f"Keypoints drawn in {path}")
@@ -544,21 +474,9 @@ def cmd_detect(args):
 
 
 def main(argv=None):
-    """Run the command line; returns the exit code (0 ok, 2 usage errors)."""
-    parser = _build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse printed the usage and the problem.
-        return int(exit_.code or 0)
-    import matplotlib
-    if "matplotlib.pyplot" not in sys.modules:
-        matplotlib.use("Agg")  # pictures go to files; no window is needed
+    """Run the command line; returns the exit code (0 ok, 2 usage errors, 130 interrupted)."""
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "detect": cmd_detect}
-    try:
-        return commands[args.command](args)
-    except UsageError as err:
-        print(f"keypoints.py {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_sample_main("keypoints.py", _build_parser(), commands, argv)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,6 @@ import argparse
 import csv
 import datetime
 import logging
-import math
 import os
 import sys
 
@@ -38,7 +37,7 @@ import numpy as np  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.cli_args import (  # noqa: E402
     CliError, add_common_arguments, build_model, make_run_config, network_flags, run_main)
-from mrcnn.compact import compact_backbone  # noqa: E402
+from mrcnn.compact import compact_backbone, time_budget_callback  # noqa: E402,F401
 from mrcnn.datasets.masks import MaskFolderDataset  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -429,49 +428,6 @@ DEFAULT_EPOCHS = 200       # an upper bound: the budget ends training first
 WARMUP_STEPS = 100
 
 
-def time_budget_callback(base_lr, minutes, warmup_steps=WARMUP_STEPS):
-    """A Keras callback for a training run of ``minutes`` (wall clock).
-
-    The SGD rate rises linearly from base_lr / 10 over ``warmup_steps`` steps, then
-    follows a cosine from base_lr down to base_lr / 100 over the elapsed fraction of
-    the budget; once the budget is spent the current epoch ends (its checkpoint is
-    written) and training stops. A loaded machine thus gets fewer steps, not more time.
-    """
-    import time
-
-    import keras
-
-    budget = float(minutes) * 60.0
-
-    class TimeBudget(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.step = 0
-            self.start = None
-            self.stopped_at = None
-
-        def on_train_begin(self, logs=None):
-            if self.start is None:
-                self.start = time.time()
-
-        def on_train_batch_begin(self, batch, logs=None):
-            fraction = min(1.0, (time.time() - self.start) / budget)
-            if self.step < warmup_steps:
-                rate = base_lr * (0.1 + 0.9 * self.step / max(warmup_steps, 1))
-            else:
-                floor = base_lr / 100
-                rate = floor + (base_lr - floor) * 0.5 * (1 + math.cos(math.pi * fraction))
-            self.model.optimizer.learning_rate.assign(rate)
-            self.step += 1
-
-        def on_train_batch_end(self, batch, logs=None):
-            if time.time() - self.start >= budget:
-                self.stopped_at = self.step
-                self.model.stop_training = True
-
-    return TimeBudget()
-
-
 def train(args):
     """From scratch: all layers, SGD with warm-up and a cosine over a time budget."""
     import resource
@@ -492,7 +448,7 @@ def train(args):
     learning_rate = args.lr if args.lr is not None else config.LEARNING_RATE
     if not learning_rate > 0:
         raise CliError(f"--lr must be positive, got {learning_rate}")
-    budget = time_budget_callback(learning_rate, minutes)
+    budget = time_budget_callback(learning_rate, minutes, warmup_steps=WARMUP_STEPS)
     print(f"Training all layers on {dataset_train.num_images} images (validation: "
           f"{dataset_val.num_images}) for {minutes:g} min (at most epochs {model.epoch + 1}.."
           f"{total} x {config.STEPS_PER_EPOCH} steps of {config.BATCH_SIZE} crops), "

@@ -24,7 +24,6 @@ In Python::
     dataset.prepare()
 """
 import argparse
-import json
 import logging
 import math
 import os
@@ -39,8 +38,10 @@ if __name__ == "__main__":  # run as a script from a checkout: make ``import mrc
 
 from mrcnn import utils  # noqa: E402
 from mrcnn.checkpoints import (SETTINGS_FILE, choose_last_checkpoint,  # noqa: E402,F401
-                               epoch_checkpoints, read_run_settings)
-from mrcnn.cli_args import quiet_tensorflow  # noqa: E402
+                               epoch_checkpoints, read_run_settings, write_run_settings)
+from mrcnn.cli_args import (CliError, add_sample_arguments, check_positive,  # noqa: E402
+                            last_epoch_checkpoint, load_sample_inference_model,
+                            run_sample_main, sample_training_model, sample_weights)
 # The compact model and its schedule live in mrcnn.compact; the names below stay importable
 # from samples.shapes (notebooks, bench/ and tests use them from here).
 from mrcnn.compact import (CompactConfig, SmallCompactConfig, distinct_color,  # noqa: E402,F401
@@ -212,8 +213,9 @@ def make_dataset(count, seed, size=128):
 
 
 # ---------------------------------------------------------------------------- command line
-class UsageError(Exception):
-    """A command-line problem the user can fix; main() prints it and returns exit code 2."""
+# A command-line problem the user can fix; main() prints it and returns exit code 2. The
+# shared command-line helpers (mrcnn.cli_args) raise it.
+UsageError = CliError
 
 
 def _settings(small):
@@ -231,26 +233,9 @@ def resolve_weights(weights, logs, small=None):
 
     "last" without --small takes the newest full-size run, never a newer --small one (a
     warning names those passed over); a --small run only when there is no other (with a
-    warning). With --small, the newest --small run.
+    warning). With --small, the newest --small run (mrcnn.cli_args.sample_weights).
     """
-    if weights == "last":
-        checkpoint, _, skipped = choose_last_checkpoint(logs, ShapesConfig.NAME,
-                                                        {"small": small}, toy_key="small")
-        if checkpoint is None:
-            kind = "--small " if small else ""
-            raise UsageError(f"--weights last: no trained {kind}shapes checkpoint in {logs!r}; "
-                             f"run 'python samples/shapes.py train {kind}' first (or pass --logs "
-                             "DIR)")
-        if skipped:
-            logger.warning("--weights last: using %s, not the newer --small checkpoint(s) %s; "
-                           "pass --small to use those", checkpoint, ", ".join(skipped))
-        elif small is None and read_run_settings(checkpoint).get("small"):
-            logger.warning("--weights last: %s is from a --small (toy) run, the only kind in %r",
-                           checkpoint, logs)
-        return checkpoint
-    if not os.path.isfile(weights):
-        raise UsageError(f"--weights: file not found: {weights!r}")
-    return weights
+    return sample_weights(weights, logs, ShapesConfig.NAME, "samples/shapes.py", small)
 
 
 def _build_parser():
@@ -259,12 +244,7 @@ def _build_parser():
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p, weights_required):
-        p.add_argument("--logs", default=DEFAULT_LOGS_DIR,
-                       help=f"logs and checkpoints folder (default {DEFAULT_LOGS_DIR})")
-        p.add_argument("--weights", required=weights_required, default=None,
-                       help="'last' (newest checkpoint in --logs) or a .h5 path")
-        p.add_argument("--small", action="store_true", default=None,
-                       help="toy-sized model and data (CI); remembered next to the checkpoints")
+        add_sample_arguments(p, DEFAULT_LOGS_DIR, weights_required)
 
     train = sub.add_parser("train", help="train from scratch (or resume with --weights)")
     common(train, weights_required=False)
@@ -284,26 +264,10 @@ def _build_parser():
     return parser
 
 
-def _positive(name, value):
-    if value is not None and value < 1:
-        raise UsageError(f"{name} must be a positive integer, got {value}")
-
-
 def _load_inference_model(weights_path, logs, small):
     """Inference MaskRCNN with the config the checkpoint was trained with, weights loaded."""
-    quiet_tensorflow()
-    from mrcnn.model import MaskRCNN
-
-    if small is None:
-        small = bool(read_run_settings(weights_path).get("small", False))
-    config = inference_config(_settings(small)["config"])
-    model = MaskRCNN("inference", config, logs)
-    try:
-        model.load_weights(weights_path, by_name=True)
-    except (ValueError, OSError, KeyError) as err:
-        raise UsageError(f"could not load weights {weights_path!r} into the "
-                         f"{'small' if small else 'full'} shapes model: {err}") from err
-    return model, small
+    return load_sample_inference_model(weights_path, logs, lambda s: _settings(s)["config"],
+                                       small)
 
 
 def evaluate_model(model, limit, verbose=0):
@@ -347,41 +311,30 @@ def cmd_train(args):
     """Train (from scratch, or resuming --weights), then evaluate and draw detections."""
     settings = _settings(bool(args.small))
     for name in ("epochs", "steps", "images"):
-        _positive(f"--{name}", getattr(args, name))
+        check_positive(f"--{name}", getattr(args, name))
     if args.lr is not None and not args.lr > 0:
         raise UsageError(f"--lr must be positive, got {args.lr}")
     weights_path = resolve_weights(args.weights, args.logs, args.small) if args.weights else None
-    quiet_tensorflow()  # TensorFlow starts here, once the arguments are known good
-    from mrcnn.model import MaskRCNN
     if weights_path is not None and args.small is None:
         args.small = bool(read_run_settings(weights_path).get("small", False))
         settings = _settings(args.small)
     config_class = settings["config"]
     steps = args.steps or settings["steps"]
     epochs = args.epochs or settings["epochs"]
-
-    class TrainConfig(config_class):
-        STEPS_PER_EPOCH = steps
-
-    config = TrainConfig()
+    # TensorFlow starts here, once the arguments are known good.
+    model = sample_training_model(config_class, steps, args.logs, weights_path)
+    if weights_path:
+        print(f"Resuming from {weights_path} (epoch {model.epoch})")
+    config = model.config
     learning_rate = args.lr or config.LEARNING_RATE
     train_set = make_dataset(args.images or settings["images"], TRAIN_SEED)
     val_set = make_dataset(settings["val_images"], VAL_SEED)
-
-    model = MaskRCNN("training", config, args.logs)
-    if weights_path:
-        try:
-            model.load_weights(weights_path, by_name=True)
-        except (ValueError, OSError, KeyError) as err:
-            raise UsageError(f"could not load weights {weights_path!r}: {err}") from err
-        print(f"Resuming from {weights_path} (epoch {model.epoch})")
     if model.epoch >= epochs:
         print(f"Already at epoch {model.epoch} >= --epochs {epochs}: nothing to train")
     else:
-        os.makedirs(model.log_dir, exist_ok=True)
-        with open(os.path.join(model.log_dir, SETTINGS_FILE), "w", encoding="utf-8") as f:
-            json.dump({"small": bool(args.small), "epochs": epochs, "steps": steps,
-                       "images": len(train_set.image_ids), "learning_rate": learning_rate}, f)
+        write_run_settings(model.log_dir, {
+            "small": bool(args.small), "epochs": epochs, "steps": steps,
+            "images": len(train_set.image_ids), "learning_rate": learning_rate})
         total = epochs * steps
         schedule = lr_schedule_callback(learning_rate, total, warmup_steps=min(200, total // 10),
                                          first_step=model.epoch * steps)
@@ -393,10 +346,7 @@ def cmd_train(args):
                     custom_callbacks=[schedule], verbose=1)
         print(f"Training took {(time.time() - started) / 60:.1f} min")
     log_dir = model.log_dir
-    checkpoints = epoch_checkpoints(log_dir)
-    if not checkpoints:
-        raise UsageError(f"training wrote no checkpoint in {log_dir!r}")
-    last = os.path.join(log_dir, checkpoints[-1])
+    last = last_epoch_checkpoint(log_dir)
     del model
 
     inference, _ = _load_inference_model(last, args.logs, bool(args.small))
@@ -410,7 +360,7 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     """Print mAP@0.5 and mAP@[.5:.95] on held-out images."""
-    _positive("--limit", args.limit)
+    check_positive("--limit", args.limit)
     weights_path = resolve_weights(args.weights, args.logs, args.small)
     model, small = _load_inference_model(weights_path, args.logs, args.small)
     limit = args.limit or _settings(small)["eval_limit"]
@@ -431,24 +381,9 @@ def cmd_detect(args):
 
 
 def main(argv=None):
-    """Run the command line; returns the exit code (0 ok, 2 usage errors)."""
-    parser = _build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as exit_:  # argparse printed the usage and the problem.
-        return int(exit_.code or 0)
-    import matplotlib
-    if "matplotlib.pyplot" not in sys.modules:
-        matplotlib.use("Agg")  # pictures go to files; no window is needed
+    """Run the command line; returns the exit code (0 ok, 2 usage errors, 130 interrupted)."""
     commands = {"train": cmd_train, "evaluate": cmd_evaluate, "detect": cmd_detect}
-    try:
-        return commands[args.command](args)
-    except UsageError as err:
-        print(f"shapes.py {args.command}: error: {err}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt as err:  # train() says which checkpoint is the last intact one
-        print(f"shapes.py {args.command}: interrupted: {err}", file=sys.stderr)
-        return 130
+    return run_sample_main("shapes.py", _build_parser(), commands, argv)
 
 
 if __name__ == "__main__":

@@ -151,6 +151,46 @@ def test_shapes_last_does_not_take_a_small_run_for_the_real_one(tmp_path, caplog
     assert shapes.resolve_weights("last", str(tmp_path), small=True) == small
 
 
+def test_keypoints_last_does_not_take_a_small_run_for_the_real_one(tmp_path, caplog):
+    from samples import keypoints
+    real = _run(tmp_path, "keypoints", "20260101T0000", 100, {"small": False, "epochs": 100})
+    small = _run(tmp_path, "keypoints", "20260102T0000", 1, {"small": True})
+    with caplog.at_level("WARNING", logger="mrcnn.cli_args"):
+        assert keypoints.resolve_weights("last", str(tmp_path)) == real
+    assert f"not the newer --small checkpoint(s) {small}; pass --small" in caplog.text
+    assert keypoints.resolve_weights("last", str(tmp_path), small=True) == small
+    assert keypoints.resolve_weights("last", str(tmp_path), small=False) == real
+
+
+def test_sample_weights_only_small_runs_and_errors(tmp_path, caplog):
+    small = _run(tmp_path, "keypoints", "20260102T0000", 1, {"small": True})
+    with caplog.at_level("WARNING", logger="mrcnn.cli_args"):
+        assert cli_args.sample_weights("last", str(tmp_path), "keypoints", "k.py") == small
+    assert f"{small} is from a --small (toy) run, the only kind in" in caplog.text
+    with pytest.raises(cli_args.CliError,
+                       match=r"^--weights last: no trained keypoints checkpoint in '.*'; run "
+                             r"'python k.py train' first \(or pass --logs DIR\)$"):
+        cli_args.sample_weights("last", str(tmp_path), "keypoints", "k.py", small=False)
+    with pytest.raises(cli_args.CliError, match=r"no trained --small shapes checkpoint in .*"
+                                                r"'python s.py train --small' first"):
+        cli_args.sample_weights("last", str(tmp_path), "shapes", "s.py", small=True)
+    with pytest.raises(cli_args.CliError, match=r"^--weights: file not found: 'nope.h5'$"):
+        cli_args.sample_weights("nope.h5", str(tmp_path), "shapes", "s.py")
+    assert cli_args.sample_weights(small, str(tmp_path), "shapes", "s.py") == small
+
+
+def test_sample_checks_and_last_epoch_checkpoint(tmp_path):
+    cli_args.check_positive("--steps", None)
+    cli_args.check_positive("--steps", 1)
+    with pytest.raises(cli_args.CliError, match=r"^--steps must be a positive integer, got 0$"):
+        cli_args.check_positive("--steps", 0)
+    with pytest.raises(cli_args.CliError, match=r"^training wrote no checkpoint in '.*run'$"):
+        cli_args.last_epoch_checkpoint(str(tmp_path / "run"))
+    last = _run(tmp_path, "shapes", "20260101T0000", 3)
+    _run(tmp_path, "shapes", "20260101T0000", 2)
+    assert cli_args.last_epoch_checkpoint(os.path.dirname(last)) == last
+
+
 def test_load_errors_do_not_talk_about_the_python_api():
     err = ValueError("'a.h5': the weights of 1 layer(s) differ in shape from the model: "
                      "mrcnn_bbox_fc: kernel (64, 8) vs (1024, 8). A different NUM_CLASSES (or "
@@ -227,3 +267,37 @@ def test_tensorflow_start_up_noise_is_kept_out():
 ])
 def test_start_up_noise_pattern(line, noise):
     assert bool(cli_args._TF_STARTUP_NOISE.match(line)) is noise
+
+
+def test_run_sample_main_exit_codes_and_messages(capsys):
+    parser = argparse.ArgumentParser(prog="toy.py")
+    parser.add_argument("command")
+
+    def usage(args):
+        raise cli_args.CliError("--limit must be a positive integer, got -3")
+
+    def interrupted(args):
+        raise KeyboardInterrupt("the last intact checkpoint is x.h5")
+
+    commands = {"ok": lambda args: 0, "usage": usage, "stop": interrupted}
+    assert cli_args.run_sample_main("toy.py", parser, commands, ["ok"]) == 0
+    assert cli_args.run_sample_main("toy.py", parser, commands, ["usage"]) == 2
+    assert capsys.readouterr().err == "toy.py usage: error: --limit must be a positive integer, got -3\n"
+    assert cli_args.run_sample_main("toy.py", parser, commands, ["stop"]) == 130
+    assert capsys.readouterr().err == "toy.py stop: interrupted: the last intact checkpoint is x.h5\n"
+    assert cli_args.run_sample_main("toy.py", parser, commands, []) == 2     # argparse: missing
+
+
+def test_sample_training_model_steps_and_resume_errors(tmp_path):
+    from mrcnn.compact import SmallCompactConfig
+
+    class Toy(SmallCompactConfig):
+        NAME = "toy"
+        NUM_CLASSES = 2
+
+    model = cli_args.sample_training_model(Toy, 3, str(tmp_path))
+    assert (type(model.config).__name__, model.config.STEPS_PER_EPOCH, model.epoch) == ("TrainConfig", 3, 0)
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(b"not hdf5")
+    with pytest.raises(cli_args.CliError, match=r"^could not load weights '.*bad\.h5': "):
+        cli_args.sample_training_model(Toy, 3, str(tmp_path), str(bad))

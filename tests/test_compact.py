@@ -57,3 +57,92 @@ def test_compact_backbone_layer_names():
                                                         (8, 8, 128)]
     names = {layer.name for layer in keras.Model(image, stages[:4]).layers}
     assert {"conv1", "bn_conv1", "res2a_branch1", "bn4a_branch2b", "res4a_out"} <= names
+
+
+class _FakeClock:
+    """A settable clock (seconds) for the time-budget callback."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self):
+        return self.now
+
+
+class _FakeRate:
+    def __init__(self):
+        self.value = None
+
+    def assign(self, value):
+        self.value = value
+
+
+class _FakeModel:
+    def __init__(self):
+        self.optimizer = type("Optimizer", (), {})()
+        self.optimizer.learning_rate = _FakeRate()
+        self.stop_training = False
+
+
+def _budget_run(callback, clock, times):
+    """Run batches of epoch 1 beginning at ``times`` (seconds after the start); their rates."""
+    model = _FakeModel()
+    callback.set_model(model)
+    callback.on_train_begin()
+    callback.on_epoch_begin(1)
+    rates = []
+    for batch, t in enumerate(times):
+        clock.now = 1000.0 + t
+        callback.on_train_batch_begin(batch)
+        rates.append(model.optimizer.learning_rate.value)
+        callback.on_train_batch_end(batch)
+        if model.stop_training:
+            break
+    return rates, model
+
+
+def test_time_budget_warmup_as_a_fraction_of_the_time():
+    # 10 minutes, warm-up over the first 5 % (30 s), cosine over the other 570 s.
+    clock = _FakeClock()
+    callback = compact.time_budget_callback(0.02, 10, warmup_fraction=0.05, clock=clock)
+    rates, model = _budget_run(callback, clock, [0, 15, 30, 315, 599, 600, 601])
+    np.testing.assert_allclose(rates, [0.002, 0.011, 0.02, 0.0101,
+                                       compact.learning_rate_at(9983, 0.02, 10000, 500), 0.0002],
+                               rtol=1e-12)
+    assert model.stop_training and callback.stopped_at == (1, 5) and callback.stopped_step == 6
+    assert callback.step == 6 and callback.epoch == 1
+
+
+def test_time_budget_warmup_in_steps_then_cosine_over_the_whole_budget():
+    # Two warm-up steps whatever the time, then the cosine at the elapsed fraction of 600 s.
+    clock = _FakeClock()
+    callback = compact.time_budget_callback(0.02, 10, warmup_steps=2, clock=clock)
+    rates, model = _budget_run(callback, clock, [0, 300, 300, 450, 600])
+    floor = 0.02 / 100
+    np.testing.assert_allclose(
+        rates, [0.002, 0.011, 0.0101, floor + (0.02 - floor) * 0.5 * (1 + np.cos(0.75 * np.pi)),
+                floor], rtol=1e-12)
+    assert callback.stopped_at == (1, 4) and callback.stopped_step == 5
+
+
+def test_time_budget_clock_starts_at_the_first_fit_only():
+    clock = _FakeClock()
+    callback = compact.time_budget_callback(0.02, 1, warmup_steps=0, clock=clock)
+    _budget_run(callback, clock, [10])
+    clock.now = 1050.0
+    callback.on_train_begin()                        # a second fit keeps the first start
+    assert callback.started == 1000.0
+    _, model = _budget_run(callback, clock, [59, 60])
+    assert callback.stopped_step == 3 and model.stop_training
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"minutes": 0, "warmup_steps": 1}, "minutes must be a positive number, got 0"),
+    ({"minutes": 5}, "exactly one of warmup_fraction and warmup_steps"),
+    ({"minutes": 5, "warmup_fraction": 0.1, "warmup_steps": 3}, "exactly one of"),
+    ({"minutes": 5, "warmup_fraction": 1.0}, r"warmup_fraction must be in \[0, 1\), got 1.0"),
+    ({"minutes": 5, "warmup_steps": -1}, "warmup_steps must be an integer >= 0, got -1"),
+])
+def test_time_budget_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        compact.time_budget_callback(0.02, **kwargs)

@@ -60,6 +60,24 @@ def test_usage_errors(argv, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["evaluate", "--weights", "last"], r"--weights last: no trained keypoints checkpoint in "
+                                        r"'.*empty'; run 'python samples/keypoints.py train' first"),
+    (["detect", "--weights", "last", "--small", "--out", "x.png"],
+     r"no trained --small keypoints checkpoint .*keypoints.py train --small'"),
+    (["train", "--steps", "0"], r"--steps must be a positive integer, got 0"),
+    (["evaluate", "--weights", "last", "--limit", "-3"], r"--limit must be a positive integer, got -3"),
+])
+def test_last_and_positive_errors_exit_2(tmp_path, capsys, argv, message):
+    import re
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert sample.main(argv + ["--logs", str(empty)]) == sample.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert re.search(message, err), err
+    assert err.startswith(f"keypoints.py {argv[0]}: error: ") and "Traceback" not in err
+
+
 @pytest.mark.slow
 def test_small_train_evaluate_detect(tmp_path, capsys):
     logs = str(tmp_path / "logs")
