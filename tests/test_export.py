@@ -265,8 +265,8 @@ def litert_runner(litert_path):
 @pytest.mark.xfail(reason="measured: 28 of 31 photos differ from detect(). TFLite has no "
                           "float64, so the LiteRT graph molds in float32 (a truncation flips on "
                           "< 0.3% of the molded pixels, test_mold_images_graph_matches_mold_inputs)"
-                          " and runs XNNPACK kernels; with random weights the scores sit at "
-                          "near-ties that this moves. Open (#13).", strict=False)
+                          " and runs XNNPACK kernels; which of these moves the detections is not "
+                          "isolated yet (#13).", strict=False)
 def test_litert_matches_detect(litert_runner, expected):
     assert_parity(litert_runner, expected, "LiteRT")
 
