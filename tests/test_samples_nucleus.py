@@ -340,7 +340,6 @@ def test_mask_cache_gives_the_files_masks(crowded):
     np.testing.assert_array_equal(first, read)
 
 
-@pytest.mark.slow
 def test_trains_steps_on_two_crowded_images(crowded, tmp_path):
     """Two steps of the sample's model on the two crowdest images; checkpoint written."""
     import keras
