@@ -284,21 +284,29 @@ def _plan_legacy(root, model_layers, filepath, by_name, exclude, rename):
         plan.extend((var, value.astype(var.dtype)) for var, value in zip(variables, values))
         loaded.append(name)
     _raise_mismatches(mismatched, filepath)
+    return plan, _load_report(filepath, model_layers, seen, loaded, skipped, exclude, by_name)
 
-    missing = [n for n in model_layers if n not in seen and n not in excluded]
+
+def _load_report(filepath, model_layers, file_layers, loaded, skipped, exclude, by_name):
+    """The report of a load plan; raises ValueError when by_name=False and the layers differ.
+
+    model_layers / file_layers: names of the weighted layers of the model / of the file.
+    loaded, skipped: names loaded, and file layers not in the model. exclude: names excluded.
+    Returns {"loaded", "skipped_in_file", "missing_in_file", "excluded"}: lists of names.
+    """
+    missing = [n for n in model_layers if n not in file_layers and n not in exclude]
     if not by_name and (missing or skipped):
         raise ValueError(
             f"{filepath!r} does not hold the same weighted layers as the model (by_name=False): "
             f"model layers missing in the file: {missing}; file layers missing in the model: {skipped}. "
             "Use by_name=True (and exclude=[...]) to load a subset."
         )
-    report = {
+    return {
         "loaded": loaded,
         "skipped_in_file": skipped,
         "missing_in_file": missing,
-        "excluded": [n for n in exclude if n in seen or n in model_layers],
+        "excluded": [n for n in exclude if n in file_layers or n in model_layers],
     }
-    return plan, report
 
 
 def _shape_mismatches(variables, values, names):
@@ -395,12 +403,8 @@ def _load_native(model, filepath, by_name, exclude, model_layers):
             plan.extend((var, value.astype(var.dtype)) for var, value in zip(variables, values))
             loaded.append(name)
     _raise_mismatches(mismatched, filepath)
-    missing = [n for n in model_layers if n not in file_layers and n not in excluded]
-    if not by_name and (missing or skipped):
-        raise ValueError(
-            f"{filepath!r} does not hold the same weighted layers as the model (by_name=False): "
-            f"model layers missing in the file: {missing}; file layers missing in the model: "
-            f"{skipped}. Use by_name=True (and exclude=[...]) to load a subset.")
+    report = _load_report(filepath, model_layers, file_layers, loaded, skipped, exclude, by_name)
+    missing = report["missing_in_file"]
     for var, value in plan:
         var.assign(value)
     logger.info("Loaded %d layers from the Keras 3 weights file %s", len(loaded), filepath)
@@ -408,9 +412,4 @@ def _load_native(model, filepath, by_name, exclude, model_layers):
         logger.info("Layers in %s not in the model (skipped): %s", filepath, skipped)
     if missing:
         logger.warning("Weighted layers not in %s (left as they are): %s", filepath, missing)
-    return {
-        "loaded": loaded,
-        "skipped_in_file": skipped,
-        "missing_in_file": missing,
-        "excluded": [n for n in exclude if n in file_layers or n in model_layers],
-    }
+    return report
