@@ -355,21 +355,51 @@ def test_litert_runs_on_ai_edge_litert(litert_runner, expected):
 
 
 # ---------------------------------------------------------------------------- traced graphs
-def test_crop_and_resize_gather_traced_on_border_boxes():
-    """Boxes ending on the border (y2 = x2 = 1, every clipped proposal), traced with a static
-    map size as in the Keras graph: grappler's constant folding once rewrote the sample grid
-    and read 0 instead of the edge pixel on 990 of these 2000 boxes."""
-    from mrcnn.layers.roi_align import crop_and_resize_gather
+def _border_boxes():
     rng = np.random.default_rng(0)
     feature_map = (rng.normal(size=(1, 32, 32, 4)) + 3).astype(np.float32)
     starts = rng.uniform(0, 0.9, (2000, 2)).astype(np.float32)
     boxes = np.concatenate([starts, np.ones((2000, 2), np.float32)], 1)
-    indices = np.zeros(2000, np.int32)
+    return feature_map, boxes, np.zeros(2000, np.int32)
+
+
+@pytest.mark.parametrize("count", [None, 2000])
+def test_crop_and_resize_gather_traced_on_border_boxes(count):
+    """Boxes ending on the border (y2 = x2 = 1, every clipped proposal), traced with a static
+    map size as in the Keras graph (and a static box count, as in a LiteRT graph): grappler's
+    constant folding once rewrote the sample grid and read 0 instead of the edge pixel on 990
+    of these 2000 boxes."""
+    from mrcnn.layers.roi_align import crop_and_resize_gather
+    feature_map, boxes, indices = _border_boxes()
     traced = tf.function(lambda f, b, i: crop_and_resize_gather(f, b, i, (7, 7)),
-                         input_signature=[tf.TensorSpec([1, 32, 32, 4]), tf.TensorSpec([None, 4]),
-                                          tf.TensorSpec([None], tf.int32)])
+                         input_signature=[tf.TensorSpec([1, 32, 32, 4]), tf.TensorSpec([count, 4]),
+                                          tf.TensorSpec([count], tf.int32)])
     expected = tf.image.crop_and_resize(feature_map, boxes, indices, (7, 7)).numpy()
     np.testing.assert_allclose(traced(feature_map, boxes, indices).numpy(), expected, atol=1e-5)
+
+
+def test_crop_and_resize_gather_on_litert_with_static_shapes():
+    """The TFLite converter folds a divisor built from a static shape and then rounds the
+    sample grid differently (border samples read 0): with every shape static, as in an
+    exported LiteRT graph, the crops must still be TF's."""
+    litert = pytest.importorskip("ai_edge_litert.interpreter",
+                                 reason="LiteRT check needs the [litert] extra (ai-edge-litert)")
+    from mrcnn.layers.roi_align import crop_and_resize_gather
+    feature_map, boxes, indices = _border_boxes()
+    function = tf.function(lambda f, b, i: crop_and_resize_gather(f, b, i, (7, 7)),
+                           input_signature=[tf.TensorSpec([1, 32, 32, 4]),
+                                            tf.TensorSpec([2000, 4]),
+                                            tf.TensorSpec([2000], tf.int32)])
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [function.get_concrete_function()])
+    interpreter = litert.Interpreter(model_content=converter.convert())
+    interpreter.allocate_tensors()
+    for detail, value in zip(interpreter.get_input_details(), (feature_map, boxes, indices)):
+        interpreter.set_tensor(detail["index"], value)
+    interpreter.invoke()
+    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    expected = tf.image.crop_and_resize(feature_map, boxes, indices, (7, 7)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_mold_images_graph_traced_is_eager():

@@ -62,13 +62,17 @@ def crop_and_resize_gather(feature_map, boxes, box_indices, crop_size):
         # [n, size] sample coordinates along one axis, in pixels, in TF's kernel's order of
         # float operations: start * scale + i * ((stop - start) * scale / (size - 1)).
         if size > 1:
-            # size - 1 as a tensor grappler cannot fold (min(n, 0) is 0): with a constant
-            # divisor and a static feature-map size, constant folding rewrites
+            # size - 1 as a tensor no optimizer can fold: with a constant divisor and a
+            # static feature-map size, grappler's constant folding rewrites
             # (d * (H - 1)) / (size - 1) into d * ((H - 1) / (size - 1)), which rounds
             # differently, and a box ending on the border (y2 = 1, every clipped proposal)
             # then samples at H - 1 + 1 ulp: 0 (extrapolation) instead of the edge pixel.
-            # Measured: traced != eager on 990 of 2000 such boxes without this (#13).
-            opaque = tf.minimum(tf.shape(start)[0], 0) + (size - 1)
+            # Measured: traced != eager on 990 of 2000 such boxes without this (#13). The
+            # term is 0 for every input (|x| < 0 never holds, NaN included), but it depends
+            # on the data, so it survives static shapes too (the TFLite converter folded an
+            # earlier min(n, 0), where n was the now static box count).
+            never = tf.cast(tf.reduce_any(tf.abs(start) < 0.0), tf.int32)
+            opaque = never + (size - 1)
             step = (stop - start) * scale / tf.cast(opaque, tf.float32)
             steps = tf.range(size, dtype=tf.float32)
             return (start * scale)[:, None] + steps[None, :] * step[:, None]
