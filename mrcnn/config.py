@@ -18,7 +18,7 @@ RESIZE_MODES = ("none", "square", "pad64", "crop")
 NORMALIZATIONS = ("batch", "group")
 ROI_ALIGN_MODES = ("crop_and_resize", "paper")
 RESIZE_METHODS = ("exact", "opencv")
-NMS_METHODS = ("standard", "combined")
+NMS_METHODS = ("standard", "combined", "graph")
 LOSS_NAMES = (
     "rpn_class_loss",
     "rpn_bbox_loss",
@@ -182,7 +182,9 @@ class Config:
     # (equal scores in index order, so the same proposals and detections from the same weights;
     # confident RPNs give hundreds of anchors a probability of exactly 1.0). "combined" uses
     # tf.image.combined_non_max_suppression: faster on CPU, but equal scores come out in
-    # another order.
+    # another order. "graph" gives what "standard" gives from plain tensor ops instead of the
+    # NMS kernel (mrcnn.ops.nms_graph); exports to LiteRT use it, because TFLite's NMS kernel
+    # orders ties differently and repeats zero-area boxes.
     NMS_METHOD = "standard"
 
     # Learning rate and momentum of SGD.

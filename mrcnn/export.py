@@ -39,6 +39,8 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 FORMATS = ("tf_saved_model", "onnx", "litert")
+# Formats whose runtime's NMS kernel differs from TensorFlow's: their graph uses nms_graph.
+GRAPH_NMS_FORMATS = ("litert",)
 OUTPUT_NAMES = ("boxes", "class_ids", "scores", "num_detections", "masks")
 GRAPH_RESIZE_MODES = ("square", "pad64", "none")
 
@@ -382,16 +384,19 @@ def input_signature(config, batch_size=None):
                           name="images")]
 
 
-def exportable_model(inference_model, config):
+def exportable_model(inference_model, config, graph_nms=False):
     """A twin of ``inference_model`` built for export, with the same weights.
 
-    Two differences, each computing the same results: RoIAlign crops by gathers
+    Differences, each computing the same results: RoIAlign crops by gathers
     (``PyramidROIAlign(implementation="gather")``: TFLite has no CropAndResize,
     DynamicPartition or DynamicStitch builtin, and ``ai_edge_litert`` has no Flex delegate
     to run them), and plain Conv2D layers where the model uses Winograd convolutions
     (``Config.WINOGRAD_CONVS``; WinogradConv2D is a Conv2D with the same variables): the
     serving runtimes pick their own convolution algorithms, and Winograd spelled out as graph
-    ops makes artifacts larger and slower to convert. The user's model is left as it is.
+    ops makes artifacts larger and slower to convert. With ``graph_nms`` (LiteRT), NMS of
+    proposals and detections by ``mrcnn.ops.nms_graph`` instead of the NMS kernel (TFLite's
+    orders equal scores differently and selects a zero-area box again and again), when the
+    config's NMS_METHOD is "standard". The user's model is left as it is.
     """
     import copy
 
@@ -399,6 +404,8 @@ def exportable_model(inference_model, config):
     from mrcnn.layers.roi_align import PyramidROIAlign
     direct = copy.copy(config)
     direct.WINOGRAD_CONVS = False
+    if graph_nms and direct.NMS_METHOD == "standard":
+        direct.NMS_METHOD = "graph"
     model = graph.build_inference_model(direct)
     model.set_weights(inference_model.get_weights())
     for layer in model.layers:
@@ -415,8 +422,7 @@ def export_model(inference_model, config, path, format="tf_saved_model"):
         with batch 1, TFLite builtin ops only: ``ai_edge_litert`` runs it).
     Returns ``path``.
     """
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    check_format(format)
     method = getattr(config, "IMAGE_RESIZE_METHOD", "exact")
     if method != "exact":
         import warnings
@@ -438,6 +444,12 @@ def export_model(inference_model, config, path, format="tf_saved_model"):
                      verbose=False)
     logger.info("exported %s to %s", format, path)
     return path
+
+
+def check_format(format):
+    """Raise ValueError naming ``format`` unless it is one of FORMATS."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
 
 
 def _require(*modules):

@@ -359,8 +359,10 @@ class MaskRCNN:
         from mrcnn import export
         if self.mode != "inference":
             raise ValueError("export() needs a model built with mode='inference'")
-        return export.export_model(export.exportable_model(self.keras_model, self.config),
-                                   self.config, path, format=format)
+        export.check_format(format)
+        twin = export.exportable_model(self.keras_model, self.config,
+                                       graph_nms=format in export.GRAPH_NMS_FORMATS)
+        return export.export_model(twin, self.config, path, format=format)
 
     # ------------------------------------------------------------------ weights
     def load_weights(self, filepath, by_name=False, exclude=None):

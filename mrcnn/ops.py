@@ -241,3 +241,62 @@ def generate_pyramid_anchors_graph(scales, ratios, feature_shapes, feature_strid
         for scale, shape, stride in zip(scales, feature_shapes, feature_strides)
     ]
     return ops.concatenate(levels, axis=0)
+
+
+def nms_graph(boxes, scores, max_output_size, iou_threshold, score_threshold=float("-inf")):
+    """``tf.image.non_max_suppression`` in plain tensor ops: the same indices, in the same order.
+
+    TFLite's NON_MAX_SUPPRESSION_V4 kernel differs from TensorFlow's: it visits equal scores
+    in heap order instead of index order, and it selects a zero-area box again and again
+    (its IoU with itself is 0), which filled whole outputs with one clipped proposal (#13).
+    This version uses only TopK, Gather, element-wise ops and a while loop, which every
+    runtime (TFLite, ONNX) runs as TensorFlow does.
+
+    boxes: [N, (y1, x1, y2, x2)] float32, any frame; corners in either order (as TF).
+    scores: [N] float32.
+    max_output_size: int (or scalar int32 tensor), the most indices returned.
+    iou_threshold: float, a candidate whose IoU with a selected box exceeds it is dropped.
+    score_threshold: float, only scores above it are candidates.
+
+    Returns: [K] int32 indices into ``boxes``, K <= max_output_size, by decreasing score,
+    equal scores lower index first. Greedy: a candidate is selected unless a selected,
+    better-ranked box overlaps it by IoU > iou_threshold; the IoU is TF's float32 formula
+    (intersection / (area_i + area_j - intersection), 0 when either area is <= 0), so a
+    tie at the threshold is decided as TF decides it.
+    """
+    boxes = tf.cast(boxes, tf.float32)
+    scores = tf.cast(scores, tf.float32)
+    n = tf.shape(scores)[0]
+    # TopK is stable: equal scores come out lower index first, as TF's NMS visits them.
+    order = tf.math.top_k(scores, k=n, sorted=True).indices
+    ranked = tf.gather(boxes, order)
+    y1, x1, y2, x2 = (ranked[:, k] for k in range(4))
+    ymin, ymax = tf.minimum(y1, y2), tf.maximum(y1, y2)
+    xmin, xmax = tf.minimum(x1, x2), tf.maximum(x1, x2)
+    area = (ymax - ymin) * (xmax - xmin)
+    positions = tf.range(n)
+    threshold = tf.constant(iou_threshold, tf.float32)
+    max_output_size = tf.cast(max_output_size, tf.int32)
+
+    def cond(count, alive, selected):
+        return (count < max_output_size) & tf.reduce_any(alive)
+
+    def body(count, alive, selected):
+        # The best-ranked candidate left is selected; it drops every candidate it overlaps.
+        best = tf.argmax(tf.cast(alive, tf.int32), output_type=tf.int32)
+        b_ymin, b_xmin = tf.gather(ymin, best), tf.gather(xmin, best)
+        b_ymax, b_xmax = tf.gather(ymax, best), tf.gather(xmax, best)
+        b_area = tf.gather(area, best)
+        inter = (tf.maximum(tf.minimum(b_ymax, ymax) - tf.maximum(b_ymin, ymin), 0.0)
+                 * tf.maximum(tf.minimum(b_xmax, xmax) - tf.maximum(b_xmin, xmin), 0.0))
+        iou = inter / (b_area + area - inter)
+        iou = tf.where((b_area <= 0.0) | (area <= 0.0), tf.zeros_like(iou), iou)
+        is_best = tf.equal(positions, best)
+        alive = alive & tf.logical_not(iou > threshold) & tf.logical_not(is_best)
+        return count + 1, alive, selected | is_best
+
+    alive = tf.gather(scores, order) > score_threshold
+    _, _, selected = tf.while_loop(
+        cond, body, (tf.constant(0), alive, tf.zeros_like(alive)))
+    # Selections are made in rank order, so the selected ranks in order are the answer.
+    return tf.boolean_mask(order, selected)

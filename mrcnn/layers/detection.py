@@ -6,7 +6,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from mrcnn.ops import apply_box_deltas_graph, clip_boxes_graph, norm_boxes_graph
+from mrcnn.ops import apply_box_deltas_graph, clip_boxes_graph, nms_graph, norm_boxes_graph
 from mrcnn.ops import parse_image_meta_graph
 
 logger = logging.getLogger(__name__)
@@ -16,14 +16,16 @@ logger = logging.getLogger(__name__)
 _DROPPED_SCORE = -1.0
 _NMS_SCORE_THRESHOLD = -0.5
 
-DETECTION_NMS_METHODS = ("standard", "combined")
+DETECTION_NMS_METHODS = ("standard", "combined", "graph")
 
 
-def _refine_one(boxes, class_ids, scores, keep_mask, max_instances, nms_threshold):
+def _refine_one(boxes, class_ids, scores, keep_mask, max_instances, nms_threshold, nms=None):
     """matterport's per-class NMS and final top-k on one image.
 
     boxes: [N, 4] float32 refined, clipped. class_ids: [N] int32 arg-max classes.
     scores: [N] float32. keep_mask: [N] bool, the candidates (class > 0, score >= threshold).
+    nms: the NMS function, default tf.image.non_max_suppression (mrcnn.ops.nms_graph gives
+    the same indices).
 
     Returns [max_instances, 6] float32 (y1, x1, y2, x2, class_id, score), zero-padded.
     For each class present (tf.unique order), tf.image.non_max_suppression keeps up to
@@ -37,9 +39,11 @@ def _refine_one(boxes, class_ids, scores, keep_mask, max_instances, nms_threshol
     pre_boxes = tf.gather(boxes, keep)
     pre_scores = tf.gather(scores, keep)
 
+    nms = nms or tf.image.non_max_suppression
+
     def one_class(class_id):
         ixs = tf.cast(tf.where(tf.equal(pre_classes, class_id))[:, 0], tf.int32)
-        selected = tf.image.non_max_suppression(
+        selected = nms(
             tf.gather(pre_boxes, ixs), tf.gather(pre_scores, ixs),
             max_output_size=max_instances, iou_threshold=nms_threshold)
         kept = tf.gather(keep, tf.gather(ixs, selected))
@@ -72,7 +76,9 @@ class DetectionLayer(keras.layers.Layer):
         nms_method: "standard" (default): matterport's per-class tf.image.non_max_suppression
             and final top-k, equal scores in ROI index order (see _refine_one). "combined":
             one tf.image.combined_non_max_suppression for the batch, which orders equal scores
-            differently (other detections when scores tie; the same otherwise).
+            differently (other detections when scores tie; the same otherwise). "graph":
+            the same detections as "standard" from mrcnn.ops.nms_graph (plain tensor ops
+            instead of the NMS kernel), for runtimes whose NMS kernel differs (TFLite).
 
     Inputs: [rois, mrcnn_class, mrcnn_bbox, image_meta]
         rois: [batch, N, (y1, x1, y2, x2)] float32, normalized (zero rows are padding).
@@ -138,11 +144,12 @@ class DetectionLayer(keras.layers.Layer):
         # Zero rows of ``rois`` are the proposal layer's padding, never detections.
         real_roi = ops.sum(ops.abs(rois), axis=-1) > 0
         keep = (class_ids > 0) & (scores >= self.min_confidence) & real_roi  # [B, N]
-        if self.nms_method == "standard":
+        if self.nms_method in ("standard", "graph"):
             max_instances, nms_threshold = self.max_instances, self.nms_threshold
+            nms = nms_graph if self.nms_method == "graph" else None
 
             def one_image(args):
-                return _refine_one(*args, max_instances, nms_threshold)
+                return _refine_one(*args, max_instances, nms_threshold, nms)
 
             return tf.map_fn(one_image, (boxes, class_ids, scores, keep),
                              fn_output_signature=tf.TensorSpec([max_instances, 6], tf.float32))

@@ -6,20 +6,22 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from mrcnn.ops import apply_box_deltas_graph
+from mrcnn.ops import apply_box_deltas_graph, nms_graph
 
 logger = logging.getLogger(__name__)
 
-NMS_METHODS = ("standard", "combined", "padded")
+NMS_METHODS = ("standard", "combined", "padded", "graph")
 
 
-def _standard_nms_one(boxes, scores, max_output_size, iou_threshold):
+def _standard_nms_one(boxes, scores, max_output_size, iou_threshold, nms=None):
     """tf.image.non_max_suppression on one image; kept boxes zero-padded to max_output_size.
 
-    boxes: [N, 4] float32, scores: [N] float32. Returns ([max_output_size, 4], valid int32).
+    boxes: [N, 4] float32, scores: [N] float32. nms: the NMS function (default
+    tf.image.non_max_suppression; mrcnn.ops.nms_graph gives the same indices).
+    Returns ([max_output_size, 4], valid int32).
     """
-    keep = tf.image.non_max_suppression(boxes, scores, max_output_size,
-                                        iou_threshold=iou_threshold)
+    nms = nms or tf.image.non_max_suppression
+    keep = nms(boxes, scores, max_output_size, iou_threshold=iou_threshold)
     kept = tf.gather(boxes, keep)
     pad = max_output_size - tf.shape(kept)[0]
     return tf.pad(kept, [[0, pad], [0, 0]]), tf.shape(keep)[0]
@@ -38,14 +40,18 @@ def batched_nms(boxes, scores, max_output_size, iou_threshold, method="standard"
         exactly 1.0. "combined": tf.image.combined_non_max_suppression with one class, which
         visits equal scores in another order (different proposals when scores tie; equal
         otherwise). "padded": tf.image.non_max_suppression_padded (ties in index order too).
+        "graph": the same boxes as "standard" from mrcnn.ops.nms_graph (TopK, Gather and a
+        while loop instead of the NMS kernel), for runtimes whose NMS kernel differs (TFLite).
         Speeds: see bench/infer.py and the README.
 
     Returns: (boxes [batch, max_output_size, 4] float32, sorted by score and zero-padded,
     valid [batch] int32 count of real rows per image).
     """
-    if method == "standard":
+    if method in ("standard", "graph"):
+        nms = nms_graph if method == "graph" else None
+
         def one_image(args):
-            return _standard_nms_one(args[0], args[1], max_output_size, iou_threshold)
+            return _standard_nms_one(args[0], args[1], max_output_size, iou_threshold, nms)
 
         kept, valid = tf.map_fn(
             one_image, (boxes, scores),
@@ -87,7 +93,7 @@ class ProposalLayer(keras.layers.Layer):
         pre_nms_limit: int, anchors kept by score before refinement and NMS (PRE_NMS_LIMIT).
         rpn_bbox_std_dev: 4 floats, the deltas are multiplied by it (RPN_BBOX_STD_DEV).
         nms_method: "standard" (default, matterport's tf.image.non_max_suppression: ties in
-            index order), "combined" or "padded"; see batched_nms.
+            index order), "combined", "padded" or "graph"; see batched_nms.
 
     Inputs: [rpn_probs, rpn_bbox, anchors]
         rpn_probs: [batch, num_anchors, (bg, fg)] float, softmax probabilities.
