@@ -114,9 +114,10 @@ def reference(small_model):
 
     With random weights many candidates sit at a near-tie (scores within 1e-6, IoUs at the
     NMS threshold), and detect()'s own traced graph (mrcnn.predictor) already disagrees with
-    a plain call of the same Keras model on a few photos: measured 1 of 32 (coffee), same
-    molded input; with grappler's constant folding or arithmetic optimizer switched off
-    detect() matches there too, so it is a rewrite inside detect()'s graph (not isolated). Those photos test graph rewrites, not export, so the
+    a plain call of the same Keras model on a few photos: measured 3 of 32 (coffee and two
+    demo images), same molded input; with grappler's constant folding or arithmetic
+    optimizer switched off detect() matches on coffee too, so it is a rewrite inside
+    detect()'s graph (not isolated). Those photos test graph rewrites, not export, so the
     formats are held to detect() on the others. Returns ({name: (image, result)}, unstable).
     """
     plain = export.serving_model(small_model.keras_model, small_model.config)
@@ -263,11 +264,63 @@ def litert_runner(litert_path):
     return lambda image: runner(images=image[None])
 
 
-@pytest.mark.xfail(reason="measured: 28 of 31 photos differ from detect(). TFLite has no "
-                          "float64, so the LiteRT graph molds in float32 (a truncation flips on "
-                          "< 0.3% of the molded pixels, test_mold_images_graph_matches_mold_inputs)"
-                          " and runs XNNPACK kernels; which of these moves the detections is not "
-                          "isolated yet (#13).", strict=False)
+@pytest.fixture(scope="module")
+def model_size_reference(small_model):
+    """Every photo resized to the model's size first (mrcnn.resizing, matterport's exact
+    resize, cropped to its window): molding it is then the identity, which LiteRT's float32
+    arithmetic computes exactly. Returns {name: (image, detect() result)} for the photos on
+    which detect() is stable (see ``reference``)."""
+    plain = export.serving_model(small_model.keras_model, small_model.config)
+    size = small_model.config.IMAGE_MAX_DIM
+    out = {}
+    for name, image in photos():
+        resized, window = utils.resize_image(image, min_dim=size, max_dim=size,
+                                             mode="square")[:2]
+        resized = np.ascontiguousarray(resized[window[0]:window[2], window[1]:window[3]])
+        result = small_model.detect([resized])[0]
+        try:
+            assert_matches_detect(plain(resized[None]), result, name)
+        except AssertionError:
+            continue
+        out[name] = (resized, result)
+    return out
+
+
+def test_litert_matches_detect_at_model_size(litert_runner, model_size_reference):
+    """LiteRT's network, NMS, RoIAlign and unmolding against detect() where molding is exact.
+
+    Measured: all 29 stable photos match (on the other 3 of 32 detect()'s own graph and an
+    eager call of the model disagree, see ``reference``). Before the fixes of #13, 30 of 32
+    differed: TFLite's NMS kernel repeats zero-area boxes and orders
+    ties by heap (now mrcnn.ops.nms_graph), and its converter folded the RoIAlign divisor."""
+    assert len(model_size_reference) >= 28
+    assert_parity(litert_runner, model_size_reference, "LiteRT at model size")
+
+
+def test_litert_matches_its_float32_graph(litert_runner, small_model, expected):
+    """On the photos as they are, LiteRT gives what the same serving graph gives in
+    TensorFlow (float32 molding, nms_graph): the LiteRT runtime adds nothing but float
+    rounding. Measured: 28 of 29 match, 1 differs at a near-tie of the random model."""
+    twin = export.exportable_model(small_model.keras_model, small_model.config, graph_nms=True)
+    graph = export.serving_model(twin, small_model.config, resize_dtype="float32")
+    reference = {}
+    for name, (image, _) in expected.items():
+        out = {k: v.numpy() for k, v in graph(image[None]).items()}
+        n = int(out["num_detections"][0])
+        reference[name] = (image, {"class_ids": out["class_ids"][0, :n],
+                                   "scores": out["scores"][0, :n],
+                                   "rois": out["boxes"][0, :n],
+                                   "masks": np.moveaxis(out["masks"][0, :n], 0, -1) > 0})
+    assert_parity(litert_runner, reference, "LiteRT vs its TF graph", tolerated=2)
+
+
+@pytest.mark.xfail(reason="measured: 15 of 29 stable photos differ from detect(). TFLite has no "
+                          "float64, so the LiteRT graph molds in float32, which moves a resized "
+                          "pixel by one level where skimage's float64 sum lands a hair below an "
+                          "integer (< 0.3% of pixels, test_mold_images_graph_matches_mold_inputs)"
+                          "; the random test model turns that into other detections. With exact "
+                          "molding LiteRT matches (test_litert_matches_detect_at_model_size).",
+                   strict=True)
 def test_litert_matches_detect(litert_runner, expected):
     assert_parity(litert_runner, expected, "LiteRT")
 
