@@ -184,3 +184,18 @@ def test_generate_pyramid_anchors_dynamic_shapes():
 def test_generate_pyramid_anchors_rejects_mismatched_levels():
     with pytest.raises(ValueError, match="2, 1 and 2"):
         ops.generate_pyramid_anchors_graph((8, 16), [1], [(4, 4)], [4, 8], 1)
+
+
+def test_apply_box_deltas_graph_traced_is_eager():
+    """Traced box refinement is bit for bit the eager one: grappler's arithmetic optimizer once
+    regrouped y1 + 0.5 h + dy h, moving proposals by an ulp (150 of coffee's 256), which
+    changed detect()'s detections on 3 of 32 photos against the same model called eagerly."""
+    from mrcnn.ops import apply_box_deltas_graph
+    rng = np.random.default_rng(5)
+    y1x1 = rng.uniform(-0.2, 0.9, (4, 500, 2))
+    boxes = np.concatenate([y1x1, y1x1 + rng.uniform(0, 0.6, (4, 500, 2))], -1)
+    boxes = boxes.astype(np.float32)
+    deltas = (rng.normal(size=(4, 500, 4)) * [0.1, 0.1, 0.2, 0.2]).astype(np.float32)
+    traced = tf.function(apply_box_deltas_graph)
+    np.testing.assert_array_equal(traced(boxes, deltas).numpy(),
+                                  np.asarray(apply_box_deltas_graph(boxes, deltas)))
