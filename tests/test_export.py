@@ -110,15 +110,12 @@ def small_model(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(small_model):
-    """detect() of every photo, and the photos on which it is stable.
+    """detect() of every photo, checked against an eager call of the same Keras model.
 
-    With random weights many candidates sit at a near-tie (scores within 1e-6, IoUs at the
-    NMS threshold), and detect()'s own traced graph (mrcnn.predictor) already disagrees with
-    a plain call of the same Keras model on a few photos: measured 3 of 32 (coffee and two
-    demo images), same molded input; with grappler's constant folding or arithmetic
-    optimizer switched off detect() matches on coffee too, so it is a rewrite inside
-    detect()'s graph (not isolated). Those photos test graph rewrites, not export, so the
-    formats are held to detect() on the others. Returns ({name: (image, result)}, unstable).
+    detect() runs a traced graph (mrcnn.predictor); grappler once rewrote its box arithmetic
+    (apply_box_deltas_graph) and the two disagreed on 3 of 32 photos. They must agree on all:
+    the formats are held to detect(), so detect() itself must not depend on graph rewrites.
+    Returns ({name: (image, result)}, names where they disagree).
     """
     plain = export.serving_model(small_model.keras_model, small_model.config)
     stable, unstable = {}, []
@@ -128,7 +125,6 @@ def reference(small_model):
             assert_matches_detect(plain(image[None]), result, name)
         except AssertionError:
             unstable.append(name)
-            continue
         stable[name] = (image, result)
     return stable, unstable
 
@@ -155,10 +151,10 @@ def assert_parity(run, expected, label, tolerated=0):
     assert not any(f.startswith("astronaut:") for f in failed), (label, failed)
 
 
-def test_few_photos_sit_at_near_ties(reference):
-    stable, unstable = reference
-    assert len(unstable) <= max(1, len(stable) // 8), unstable
-    assert "astronaut" in stable and "chelsea" in stable
+def test_detect_is_its_model_called_eagerly(reference):
+    photos_, unstable = reference
+    assert not unstable
+    assert {"astronaut", "coffee", "chelsea"} <= set(photos_)
 
 
 def assert_matches_detect(out, result, name):
@@ -243,11 +239,14 @@ def onnx_runner(small_model, tmp_path_factory):
 
 
 def test_onnx_matches_detect(onnx_runner, expected):
-    # Measured: 29 of 31 photos match; 2 differ in a late near-tie (a 10th detection, one
-    # mask at IoU 0.95). onnxruntime's own kernels (MLAS convolutions) round differently
-    # from TensorFlow's, and with random weights that flips a tie; which two photos differ
-    # changes with onnxruntime's graph optimization level (all levels measured: 2).
-    assert_parity(onnx_runner, expected, "ONNX", tolerated=2)
+    # Measured: 28 of 32 photos match. onnxruntime's kernels round differently from
+    # TensorFlow's (FPN features differ by ~1e-6 relative, proposals by ~1e-7), and two
+    # things of the random test model turn that into other detections: near-ties of scores,
+    # and crop_and_resize's edge: the last sample of a box that ends on the image border
+    # lands a hair inside the map (the edge pixel) or a hair outside (0), so such a box's
+    # crop jumps (measured: up to 78 in one RoIAlign row). TensorFlow (and matterport) have
+    # the same discontinuity; any other runtime's rounding moves such boxes across it.
+    assert_parity(onnx_runner, expected, "ONNX", tolerated=4)
 
 
 @pytest.fixture(scope="module")
@@ -268,39 +267,31 @@ def litert_runner(litert_path):
 def model_size_reference(small_model):
     """Every photo resized to the model's size first (mrcnn.resizing, matterport's exact
     resize, cropped to its window): molding it is then the identity, which LiteRT's float32
-    arithmetic computes exactly. Returns {name: (image, detect() result)} for the photos on
-    which detect() is stable (see ``reference``)."""
-    plain = export.serving_model(small_model.keras_model, small_model.config)
+    arithmetic computes exactly. Returns {name: (image, detect() result)}."""
     size = small_model.config.IMAGE_MAX_DIM
     out = {}
     for name, image in photos():
         resized, window = utils.resize_image(image, min_dim=size, max_dim=size,
                                              mode="square")[:2]
         resized = np.ascontiguousarray(resized[window[0]:window[2], window[1]:window[3]])
-        result = small_model.detect([resized])[0]
-        try:
-            assert_matches_detect(plain(resized[None]), result, name)
-        except AssertionError:
-            continue
-        out[name] = (resized, result)
+        out[name] = (resized, small_model.detect([resized])[0])
     return out
 
 
 def test_litert_matches_detect_at_model_size(litert_runner, model_size_reference):
     """LiteRT's network, NMS, RoIAlign and unmolding against detect() where molding is exact.
 
-    Measured: all 29 stable photos match (on the other 3 of 32 detect()'s own graph and an
-    eager call of the model disagree, see ``reference``). Before the fixes of #13, 30 of 32
-    differed: TFLite's NMS kernel repeats zero-area boxes and orders
-    ties by heap (now mrcnn.ops.nms_graph), and its converter folded the RoIAlign divisor."""
-    assert len(model_size_reference) >= 28
-    assert_parity(litert_runner, model_size_reference, "LiteRT at model size")
+    Measured: 31 of 32 photos match; 1 differs in one mask (IoU 0.79), for the reason given
+    in test_onnx_matches_detect. Before the fixes of #13, 30 of 32 differed: TFLite's NMS
+    kernel repeats zero-area boxes and orders ties by heap (now mrcnn.ops.nms_graph), and its
+    converter folded the RoIAlign divisor."""
+    assert_parity(litert_runner, model_size_reference, "LiteRT at model size", tolerated=1)
 
 
 def test_litert_matches_its_float32_graph(litert_runner, small_model, expected):
     """On the photos as they are, LiteRT gives what the same serving graph gives in
-    TensorFlow (float32 molding, nms_graph): the LiteRT runtime adds nothing but float
-    rounding. Measured: 28 of 29 match, 1 differs at a near-tie of the random model."""
+    TensorFlow (float32 molding, nms_graph): the runtime adds only its kernels' rounding.
+    Measured: 29 of 32 match; 3 differ for the reason given in test_onnx_matches_detect."""
     twin = export.exportable_model(small_model.keras_model, small_model.config, graph_nms=True)
     graph = export.serving_model(twin, small_model.config, resize_dtype="float32")
     reference = {}
@@ -311,10 +302,10 @@ def test_litert_matches_its_float32_graph(litert_runner, small_model, expected):
                                    "scores": out["scores"][0, :n],
                                    "rois": out["boxes"][0, :n],
                                    "masks": np.moveaxis(out["masks"][0, :n], 0, -1) > 0})
-    assert_parity(litert_runner, reference, "LiteRT vs its TF graph", tolerated=2)
+    assert_parity(litert_runner, reference, "LiteRT vs its TF graph", tolerated=3)
 
 
-@pytest.mark.xfail(reason="measured: 15 of 29 stable photos differ from detect(). TFLite has no "
+@pytest.mark.xfail(reason="measured: 18 of 32 photos differ from detect(). TFLite has no "
                           "float64, so the LiteRT graph molds in float32, which moves a resized "
                           "pixel by one level where skimage's float64 sum lands a hair below an "
                           "integer (< 0.3% of pixels, test_mold_images_graph_matches_mold_inputs)"
