@@ -28,9 +28,12 @@ def _hard_case(rng, n):
     return boxes, scores
 
 
-def test_nms_graph_is_tf_nms_on_ties_and_zero_area_boxes():
+@pytest.mark.parametrize("tile", [4, 256])
+def test_nms_graph_is_tf_nms_on_ties_and_zero_area_boxes(tile):
+    # tile 4: many tiles, selections carried from tile to tile, the cut at max_output_size
+    # falling inside a tile.
     rng = np.random.default_rng(0)
-    traced = {t: tf.function(lambda b, s, t=t: nms_graph(b, s, 20, t),
+    traced = {t: tf.function(lambda b, s, t=t: nms_graph(b, s, 20, t, tile=tile),
                              input_signature=[tf.TensorSpec([None, 4]), tf.TensorSpec([None])])
               for t in THRESHOLDS}
     zero_area_kept = 0
@@ -38,7 +41,8 @@ def test_nms_graph_is_tf_nms_on_ties_and_zero_area_boxes():
         boxes, scores = _hard_case(rng, int(rng.integers(1, 60)))
         threshold = THRESHOLDS[trial % len(THRESHOLDS)]
         want = tf.image.non_max_suppression(boxes, scores, 20, threshold).numpy()
-        np.testing.assert_array_equal(nms_graph(boxes, scores, 20, threshold).numpy(), want)
+        np.testing.assert_array_equal(nms_graph(boxes, scores, 20, threshold, tile=tile).numpy(),
+                                      want)
         np.testing.assert_array_equal(traced[threshold](boxes, scores).numpy(), want)
         area = (boxes[want, 2] - boxes[want, 0]) * (boxes[want, 3] - boxes[want, 1])
         zero_area_kept += int((area == 0).sum())
@@ -72,7 +76,7 @@ def test_nms_graph_on_litert_is_tf_nms():
     """The reason for nms_graph: on ai_edge_litert it still gives TF's indices."""
     litert = pytest.importorskip("ai_edge_litert.interpreter",
                                  reason="LiteRT check needs the [litert] extra (ai-edge-litert)")
-    function = tf.function(lambda b, s: nms_graph(b, s, 20, 0.3),
+    function = tf.function(lambda b, s: nms_graph(b, s, 20, 0.3, tile=16),
                            input_signature=[tf.TensorSpec([None, 4]), tf.TensorSpec([None])])
     converter = tf.lite.TFLiteConverter.from_concrete_functions(
         [function.get_concrete_function()])
