@@ -6,10 +6,11 @@ Builds an inference model with random weights (class logits scaled by 0.05 so th
 spread instead of saturating), exports it to a SavedModel, ONNX (when tf2onnx and
 onnxruntime are installed) and LiteRT, then times, on the same photo (skimage's astronaut,
 512 x 512) and in the same process, detect() and each artifact's runtime: TF
-(tf.saved_model.load), onnxruntime (CPU provider) and TensorFlow's LiteRT interpreter (the
-Flex ops need it). Each is timed --runs times after --warmup untimed runs, the formats
-interleaved round by round; medians are printed, with ratios to detect()'s median, as one
-JSON object, together with the export times and artifact sizes.
+(tf.saved_model.load), onnxruntime (CPU provider) and ai_edge_litert's interpreter (TF's own
+where ai_edge_litert is missing) with one thread per CPU. Each is timed --runs times after
+--warmup untimed runs, the formats interleaved round by round; medians are printed, with
+ratios to detect()'s median, as one JSON object, together with the export times and artifact
+sizes.
 """
 import argparse
 import json
@@ -68,7 +69,12 @@ def runners(model, formats, folder):
             session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
             run = (lambda s: lambda image: s.run(None, {"images": image[None]}))(session)
         else:
-            runner = tf.lite.Interpreter(model_path=path).get_signature_runner()
+            try:  # the runtime the README names; TF's own interpreter where it is missing
+                from ai_edge_litert.interpreter import Interpreter
+            except ImportError:
+                Interpreter = tf.lite.Interpreter
+            runner = Interpreter(model_path=path, num_threads=os.cpu_count()
+                                 ).get_signature_runner()
             run = (lambda r: lambda image: r(images=np.ascontiguousarray(image[None])))(runner)
         out[fmt] = (run, seconds, _size(path))
     return out
