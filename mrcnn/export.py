@@ -29,7 +29,10 @@ each 28x28 mask into its box the same way (``utils.unmold_mask``: resize to the 
 The resize arithmetic is float64 in skimage's order of operations, bit for bit with
 ``mrcnn.resizing`` (SavedModel, ONNX). TFLite has no float64 kernels: the LiteRT graph
 resizes in float32 (exact tap positions by integer arithmetic), which moves a value lying
-within ~1e-5 of an integer across the truncation on < 0.3% of the molded pixels.
+within ~1e-5 of an integer across the truncation on < 0.3% of the molded pixels. LiteRT graphs
+also run NMS as ``mrcnn.ops.nms_graph`` (TFLite's NMS kernel repeats zero-area boxes and orders
+equal scores by heap), and the SavedModel is written by ``keras.export.ExportArchive`` without
+``track()`` (``Model.export`` stored every weight twice).
 """
 import logging
 import os
