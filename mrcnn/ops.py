@@ -15,6 +15,19 @@ from keras import ops
 logger = logging.getLogger(__name__)
 
 
+def unfoldable_zero(x, dtype):
+    """A scalar 0 of ``dtype`` that no graph optimizer can fold: ``any(|x| < 0)``, which never
+    holds (NaN included), but depends on the data.
+
+    Adding it to a constant divisor, or multiplying by ``1 - unfoldable_zero``, keeps an
+    expression in the order it is written: grappler's constant folding and arithmetic
+    optimizer, and the TFLite converter, otherwise rewrite float expressions in traced graphs
+    and change their rounding (#13: RoIAlign samples of border boxes, box refinement).
+    x: any float tensor (its size only costs one reduction). dtype: the result's dtype.
+    """
+    return tf.cast(tf.reduce_any(tf.abs(x) < 0), dtype)
+
+
 def apply_box_deltas_graph(boxes, deltas):
     """Apply refinement deltas to boxes.
 
@@ -28,11 +41,11 @@ def apply_box_deltas_graph(boxes, deltas):
     deltas = ops.cast(deltas, boxes.dtype)
     height = boxes[..., 2] - boxes[..., 0]
     width = boxes[..., 3] - boxes[..., 1]
-    # ``one`` is 1.0 for every input (|h| < 0 never holds), but grappler cannot know it: the
-    # product ends the chain y1 + 0.5 h + dy h, which its arithmetic optimizer otherwise
-    # regroups (AddOpsRewrite) in a traced graph, and the refined box then moves by an ulp
-    # (traced != eager on 150 of coffee's 256 proposals, and other detections, #13).
-    one = 1.0 - ops.cast(ops.any(ops.abs(height) < 0.0), height.dtype)
+    # ``* one`` (always 1.0) ends the chain y1 + 0.5 h + dy h, which grappler's arithmetic
+    # optimizer otherwise regroups (AddOpsRewrite) in a traced graph: the refined box then
+    # moved by an ulp (traced != eager on 150 of coffee's 256 proposals, and other
+    # detections, #13).
+    one = 1.0 - unfoldable_zero(height, height.dtype)
     center_y = (boxes[..., 0] + 0.5 * height) * one
     center_x = (boxes[..., 1] + 0.5 * width) * one
     center_y = center_y + deltas[..., 0] * height

@@ -5,7 +5,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from mrcnn.ops import parse_image_meta_graph
+from mrcnn.ops import parse_image_meta_graph, unfoldable_zero
 
 logger = logging.getLogger(__name__)
 
@@ -68,11 +68,9 @@ def crop_and_resize_gather(feature_map, boxes, box_indices, crop_size):
             # differently, and a box ending on the border (y2 = 1, every clipped proposal)
             # then samples at H - 1 + 1 ulp: 0 (extrapolation) instead of the edge pixel.
             # Measured: traced != eager on 990 of 2000 such boxes without this (#13). The
-            # term is 0 for every input (|x| < 0 never holds, NaN included), but it depends
-            # on the data, so it survives static shapes too (the TFLite converter folded an
-            # earlier min(n, 0), where n was the now static box count).
-            never = tf.cast(tf.reduce_any(tf.abs(start) < 0.0), tf.int32)
-            opaque = never + (size - 1)
+            # zero depends on the data, so it survives static shapes too (the TFLite
+            # converter folded an earlier min(n, 0), where n was the now static box count).
+            opaque = unfoldable_zero(start, tf.int32) + (size - 1)
             step = (stop - start) * scale / tf.cast(opaque, tf.float32)
             steps = tf.range(size, dtype=tf.float32)
             return (start * scale)[:, None] + steps[None, :] * step[:, None]
