@@ -315,8 +315,11 @@ def nms_graph(boxes, scores, max_output_size, iou_threshold, score_threshold=flo
     order = tf.math.top_k(scores, k=n, sorted=True).indices
     num_tiles = (n + tile - 1) // tile
     pad = num_tiles * tile - n
-    ranked = tf.pad(_canonical_boxes(tf.gather(boxes, order)), [[0, pad], [0, 0]])
-    alive = tf.pad(tf.gather(scores, order) > score_threshold, [[0, pad]])
+    # [num_tiles, tile, 5] and [num_tiles, tile]: the candidates in rank order, tile by tile.
+    ranked = tf.reshape(tf.pad(_canonical_boxes(tf.gather(boxes, order)), [[0, pad], [0, 0]]),
+                        [num_tiles, tile, 5])
+    alive = tf.reshape(tf.pad(tf.gather(scores, order) > score_threshold, [[0, pad]]),
+                       [num_tiles, tile])
     max_out = tf.cast(max_output_size, tf.int32)
     threshold = tf.constant(iou_threshold, tf.float32)
     # Selected boxes so far (zero rows have area 0, so they suppress nothing).
@@ -327,10 +330,8 @@ def nms_graph(boxes, scores, max_output_size, iou_threshold, score_threshold=flo
         return (k < num_tiles) & (count < max_out)
 
     def step(k, count, selected, keep_all):
-        start = k * tile
-        candidates = tf.slice(ranked, [start, 0], [tile, 5])
-        live = tf.slice(alive, [start], [tile])
-        live = live & tf.logical_not(
+        candidates = tf.gather(ranked, k)
+        live = tf.gather(alive, k) & tf.logical_not(
             tf.reduce_any(_nms_iou(candidates, selected) > threshold, axis=1))
         overlaps = (_nms_iou(candidates, candidates) > threshold) & earlier
 
@@ -344,10 +345,7 @@ def nms_graph(boxes, scores, max_output_size, iou_threshold, score_threshold=flo
         # Append the kept boxes after the count selected so far (row m of the pad: zeros).
         fill = tf.gather(tf.pad(kept, [[0, 1], [0, 0]]), tf.clip_by_value(slots - count, 0, m))
         selected = tf.where(((slots >= count) & (slots < count + m))[:, None], fill, selected)
-        offsets = tf.range(tf.shape(keep_all)[0]) - start
-        in_tile = (offsets >= 0) & (offsets < tile)
-        keep_all = keep_all | (in_tile & tf.gather(tf.pad(keep, [[0, 1]]),
-                                                   tf.clip_by_value(offsets, 0, tile)))
+        keep_all = tf.where((tf.range(num_tiles) == k)[:, None], keep[None, :], keep_all)
         return k + 1, count + m, selected, keep_all
 
     _, _, _, keep_all = tf.while_loop(
@@ -355,4 +353,4 @@ def nms_graph(boxes, scores, max_output_size, iou_threshold, score_threshold=flo
                      tf.zeros_like(alive)))
     # Selections are made in rank order: the kept ranks, in order, cut at max_output_size
     # (TF stops there).
-    return tf.boolean_mask(order, keep_all[:n])[:max_out]
+    return tf.boolean_mask(order, tf.reshape(keep_all, [-1])[:n])[:max_out]

@@ -19,13 +19,13 @@ _NMS_SCORE_THRESHOLD = -0.5
 DETECTION_NMS_METHODS = ("standard", "combined", "graph")
 
 
-def _refine_one(boxes, class_ids, scores, keep_mask, max_instances, nms_threshold, nms=None):
+def _refine_one(boxes, class_ids, scores, keep_mask, max_instances, nms_threshold,
+                nms=tf.image.non_max_suppression):
     """matterport's per-class NMS and final top-k on one image.
 
     boxes: [N, 4] float32 refined, clipped. class_ids: [N] int32 arg-max classes.
     scores: [N] float32. keep_mask: [N] bool, the candidates (class > 0, score >= threshold).
-    nms: the NMS function, default tf.image.non_max_suppression (mrcnn.ops.nms_graph gives
-    the same indices).
+    nms: the NMS function (mrcnn.ops.nms_graph gives the same indices as the default).
 
     Returns [max_instances, 6] float32 (y1, x1, y2, x2, class_id, score), zero-padded.
     For each class present (tf.unique order), tf.image.non_max_suppression keeps up to
@@ -38,8 +38,6 @@ def _refine_one(boxes, class_ids, scores, keep_mask, max_instances, nms_threshol
     pre_classes = tf.gather(class_ids, keep)
     pre_boxes = tf.gather(boxes, keep)
     pre_scores = tf.gather(scores, keep)
-
-    nms = nms or tf.image.non_max_suppression
 
     def one_class(class_id):
         ixs = tf.cast(tf.where(tf.equal(pre_classes, class_id))[:, 0], tf.int32)
@@ -146,7 +144,7 @@ class DetectionLayer(keras.layers.Layer):
         keep = (class_ids > 0) & (scores >= self.min_confidence) & real_roi  # [B, N]
         if self.nms_method in ("standard", "graph"):
             max_instances, nms_threshold = self.max_instances, self.nms_threshold
-            nms = nms_graph if self.nms_method == "graph" else None
+            nms = nms_graph if self.nms_method == "graph" else tf.image.non_max_suppression
 
             def one_image(args):
                 return _refine_one(*args, max_instances, nms_threshold, nms)

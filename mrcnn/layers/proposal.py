@@ -13,14 +13,14 @@ logger = logging.getLogger(__name__)
 NMS_METHODS = ("standard", "combined", "padded", "graph")
 
 
-def _standard_nms_one(boxes, scores, max_output_size, iou_threshold, nms=None):
+def _standard_nms_one(boxes, scores, max_output_size, iou_threshold,
+                      nms=tf.image.non_max_suppression):
     """tf.image.non_max_suppression on one image; kept boxes zero-padded to max_output_size.
 
-    boxes: [N, 4] float32, scores: [N] float32. nms: the NMS function (default
-    tf.image.non_max_suppression; mrcnn.ops.nms_graph gives the same indices).
+    boxes: [N, 4] float32, scores: [N] float32. nms: the NMS function
+    (mrcnn.ops.nms_graph gives the same indices as the default).
     Returns ([max_output_size, 4], valid int32).
     """
-    nms = nms or tf.image.non_max_suppression
     keep = nms(boxes, scores, max_output_size, iou_threshold=iou_threshold)
     kept = tf.gather(boxes, keep)
     pad = max_output_size - tf.shape(kept)[0]
@@ -40,15 +40,15 @@ def batched_nms(boxes, scores, max_output_size, iou_threshold, method="standard"
         exactly 1.0. "combined": tf.image.combined_non_max_suppression with one class, which
         visits equal scores in another order (different proposals when scores tie; equal
         otherwise). "padded": tf.image.non_max_suppression_padded (ties in index order too).
-        "graph": the same boxes as "standard" from mrcnn.ops.nms_graph (TopK, Gather and a
-        while loop instead of the NMS kernel), for runtimes whose NMS kernel differs (TFLite).
+        "graph": the same boxes as "standard" from mrcnn.ops.nms_graph (TopK, Gather and
+        while loops instead of the NMS kernel), for runtimes whose NMS kernel differs (TFLite).
         Speeds: see bench/infer.py and the README.
 
     Returns: (boxes [batch, max_output_size, 4] float32, sorted by score and zero-padded,
     valid [batch] int32 count of real rows per image).
     """
     if method in ("standard", "graph"):
-        nms = nms_graph if method == "graph" else None
+        nms = nms_graph if method == "graph" else tf.image.non_max_suppression
 
         def one_image(args):
             return _standard_nms_one(args[0], args[1], max_output_size, iou_threshold, nms)
