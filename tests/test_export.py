@@ -16,7 +16,7 @@ import tensorflow as tf
 from mrcnn import export, utils
 from mrcnn.model import MaskRCNN
 from tests.conftest import SHARED_DATA
-from tests.export_helpers import ExportConfig
+from tests.export_helpers import ExportConfig, litert_function
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SKIMAGE_PHOTOS = ("astronaut", "coffee", "chelsea")
@@ -118,15 +118,15 @@ def reference(small_model):
     Returns ({name: (image, result)}, names where they disagree).
     """
     plain = export.serving_model(small_model.keras_model, small_model.config)
-    stable, unstable = {}, []
+    results, unstable = {}, []
     for name, image in photos():
         result = small_model.detect([image])[0]
         try:
             assert_matches_detect(plain(image[None]), result, name)
         except AssertionError:
             unstable.append(name)
-        stable[name] = (image, result)
-    return stable, unstable
+        results[name] = (image, result)
+    return results, unstable
 
 
 @pytest.fixture(scope="module")
@@ -455,22 +455,12 @@ def test_crop_and_resize_gather_on_litert_with_static_shapes():
     """The TFLite converter folds a divisor built from a static shape and then rounds the
     sample grid differently (border samples read 0): with every shape static, as in an
     exported LiteRT graph, the crops must still be TF's."""
-    litert = pytest.importorskip("ai_edge_litert.interpreter",
-                                 reason="LiteRT check needs the [litert] extra (ai-edge-litert)")
     from mrcnn.layers.roi_align import crop_and_resize_gather
     feature_map, boxes, indices = _border_boxes()
-    function = tf.function(lambda f, b, i: crop_and_resize_gather(f, b, i, (7, 7)),
-                           input_signature=[tf.TensorSpec([1, 32, 32, 4]),
-                                            tf.TensorSpec([2000, 4]),
-                                            tf.TensorSpec([2000], tf.int32)])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [function.get_concrete_function()])
-    interpreter = litert.Interpreter(model_content=converter.convert())
-    interpreter.allocate_tensors()
-    for detail, value in zip(interpreter.get_input_details(), (feature_map, boxes, indices)):
-        interpreter.set_tensor(detail["index"], value)
-    interpreter.invoke()
-    got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    run = litert_function(lambda f, b, i: crop_and_resize_gather(f, b, i, (7, 7)),
+                          [tf.TensorSpec([1, 32, 32, 4]), tf.TensorSpec([2000, 4]),
+                           tf.TensorSpec([2000], tf.int32)])
+    got = run(feature_map, boxes, indices)
     expected = tf.image.crop_and_resize(feature_map, boxes, indices, (7, 7)).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-5)
 

@@ -13,6 +13,7 @@ from mrcnn.config import Config
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.ops import nms_graph
+from tests.export_helpers import litert_function
 from tests.test_nms_order import NUM_CLASSES, _tied_rpn_outputs
 
 THRESHOLDS = (0.3, 0.5, 0.7, 1 / 3)
@@ -74,24 +75,12 @@ def test_nms_graph_edge_cases():
 
 def test_nms_graph_on_litert_is_tf_nms():
     """The reason for nms_graph: on ai_edge_litert it still gives TF's indices."""
-    litert = pytest.importorskip("ai_edge_litert.interpreter",
-                                 reason="LiteRT check needs the [litert] extra (ai-edge-litert)")
-    function = tf.function(lambda b, s: nms_graph(b, s, 20, 0.3, tile=16),
-                           input_signature=[tf.TensorSpec([None, 4]), tf.TensorSpec([None])])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions(
-        [function.get_concrete_function()])
-    interpreter = litert.Interpreter(model_content=converter.convert())
-    inputs = interpreter.get_input_details()
+    run = litert_function(lambda b, s: nms_graph(b, s, 20, 0.3, tile=16),
+                          [tf.TensorSpec([None, 4]), tf.TensorSpec([None])])
     rng = np.random.default_rng(1)
     for _ in range(40):
         boxes, scores = _hard_case(rng, int(rng.integers(1, 60)))
-        for detail, value in zip(inputs, (boxes, scores)):
-            interpreter.resize_tensor_input(detail["index"], value.shape)
-        interpreter.allocate_tensors()
-        for detail, value in zip(inputs, (boxes, scores)):
-            interpreter.set_tensor(detail["index"], value)
-        interpreter.invoke()
-        got = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+        got = run(boxes, scores)
         np.testing.assert_array_equal(got, tf.image.non_max_suppression(boxes, scores, 20, 0.3))
 
 
