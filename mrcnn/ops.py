@@ -308,6 +308,8 @@ def nms_graph(boxes, scores, max_output_size, iou_threshold, score_threshold=flo
     keep = live (the system is triangular, so the fixed point is unique and is the greedy
     answer). About 6x faster on TFLite than one selection per loop step.
     """
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
+        raise ValueError(f"tile must be an integer >= 1, got {tile!r}")
     boxes = tf.cast(boxes, tf.float32)
     scores = tf.cast(scores, tf.float32)
     n = tf.shape(scores)[0]

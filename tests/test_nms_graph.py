@@ -67,6 +67,9 @@ def test_nms_graph_edge_cases():
     scores = np.array([0.5, 0.9, 0.1], np.float32)
     np.testing.assert_array_equal(nms_graph(boxes, scores, 5, 0.5), [1, 2])
     np.testing.assert_array_equal(nms_graph(boxes, scores, 1, 0.5), [1])
+    for tile in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"tile must be an integer >= 1, got {tile!r}"):
+            nms_graph(boxes, scores, 5, 0.5, tile=tile)
     # Flipped corners are canonicalised, as TF does.
     np.testing.assert_array_equal(nms_graph(boxes[:, [2, 3, 0, 1]], scores, 5, 0.5),
                                   tf.image.non_max_suppression(boxes[:, [2, 3, 0, 1]], scores,
