@@ -27,17 +27,21 @@ done by two gathers and weighted sums: cheap, and every runtime has Gather. Unmo
 each 28x28 mask into its box the same way (``utils.unmold_mask``: resize to the box, >= 0.5).
 
 The resize arithmetic is float64 in skimage's order of operations, bit for bit with
-``mrcnn.resizing`` (SavedModel, ONNX). TFLite has no float64 kernels: the LiteRT graph
-resizes in float32 (exact tap positions by integer arithmetic), which moves a value lying
-within ~1e-5 of an integer across the truncation on < 0.3% of the molded pixels. LiteRT graphs
-also run NMS as ``mrcnn.ops.nms_graph`` (TFLite's NMS kernel repeats zero-area boxes and orders
-equal scores by heap), and the SavedModel is written by ``keras.export.ExportArchive`` without
-``track()`` (``Model.export`` stored every weight twice).
+``mrcnn.resizing`` (SavedModel, ONNX). TFLite has no float64 kernels: the LiteRT graph molds
+with ``mrcnn.float64.resize_uint8``, which gives the same uint8 image from int32/int64
+kernels (exact rational values, and emulated float64 where float64's last bit decides), and
+pastes masks in float32 (a mask pixel whose probability lies within ~1e-7 of the 0.5
+threshold may flip). LiteRT graphs also run NMS as ``mrcnn.ops.nms_graph`` (TFLite's NMS
+kernel repeats zero-area boxes and orders equal scores by heap), and the SavedModel is
+written by ``keras.export.ExportArchive`` without ``track()`` (``Model.export`` stored every
+weight twice).
 """
 import logging
 import os
 
 import numpy as np
+
+from mrcnn import float64
 
 logger = logging.getLogger(__name__)
 
@@ -203,18 +207,27 @@ def mold_images_graph(images, config, dtype="float64"):
     """Resize, pad and mean-subtract a batch of raw images as ``MaskRCNN.mold_inputs`` does.
 
     images: [batch, H, W, C] uint8 (or float holding 0..255), one size for the batch.
-    dtype: the resize arithmetic ("float64" bit for bit with utils.resize_image; "float32"
-        for LiteRT, where a truncation flips on < 0.3% of the pixels).
+    dtype: the resize arithmetic, both bit for bit with utils.resize_image: "float64", or
+        "emulated" (for LiteRT, which has no float64: integer kernels, mrcnn.float64;
+        images must hold integers).
     Returns (molded [batch, h, w, C] float32, image_meta [batch, IMAGE_META_SIZE] float32,
     window [4] int32 (y1, x1, y2, x2) pixels of the real image in the molded one).
     """
     import tensorflow as tf
+    if dtype not in ("float64", "emulated"):
+        raise ValueError(f"dtype must be 'float64' or 'emulated', got {dtype!r}")
+    if dtype == "emulated" and config.IMAGE_MAX_DIM and config.IMAGE_MAX_DIM >= 2 ** 14:
+        raise ValueError("the LiteRT graph molds images of up to 16383 px a side, got "
+                         f"IMAGE_MAX_DIM={config.IMAGE_MAX_DIM!r}")
     shape = tf.shape(images)
     batch, height, width = shape[0], shape[1], shape[2]
     scale, new_h, new_w, top, left, molded_h, molded_w = resize_geometry(height, width, config)
-    pixels = tf.cast(images, tf.float32)
-    # matterport's astype(uint8) truncates.
-    resized = tf.cast(tf.floor(resize_bilinear(pixels, new_h, new_w, dtype)), tf.float32)
+    if dtype == "emulated":
+        resized = tf.cast(float64.resize_uint8(images, new_h, new_w), tf.float32)
+    else:
+        pixels = tf.cast(images, tf.float32)
+        # matterport's astype(uint8) truncates.
+        resized = tf.cast(tf.floor(resize_bilinear(pixels, new_h, new_w, dtype)), tf.float32)
     # At scale 1 the taps are the identity (coordinate o, weight 1), as resize_image
     # skipping the resize gives.
     channels = config.IMAGE_CHANNEL_COUNT
@@ -344,7 +357,8 @@ def _serving_model_class():
         inference_model: the Keras inference graph of ``MaskRCNN`` (molded image and image
         meta in; detections first and padded masks fourth among its outputs).
         config: the model's Config (resize mode and sizes, MEAN_PIXEL, NUM_CLASSES).
-        resize_dtype: "float64" (bit for bit with mrcnn.resizing) or "float32" (LiteRT).
+        resize_dtype: "float64" (bit for bit with mrcnn.resizing) or "emulated" (LiteRT,
+            see serving_model).
         """
 
         def __init__(self, inference_model, config, resize_dtype="float64", **kwargs):
@@ -353,6 +367,8 @@ def _serving_model_class():
             self.inference_model = inference_model
             self.mrcnn_config = config
             self.resize_dtype = resize_dtype
+            # Masks are float32 probabilities: without float64 they are pasted in float32.
+            self.mask_dtype = "float32" if resize_dtype == "emulated" else resize_dtype
             self.built = True  # its one sublayer, the inference model, is built
 
         def call(self, images):
@@ -364,7 +380,7 @@ def _serving_model_class():
             image_hw = tf.shape(images)[1:3]
             return unmold_detections_graph(tf.cast(detections, tf.float32),
                                            tf.cast(mrcnn_mask, tf.float32),
-                                           window, molded_hw, image_hw, self.resize_dtype)
+                                           window, molded_hw, image_hw, self.mask_dtype)
 
     return ServingModel
 
@@ -372,10 +388,11 @@ def _serving_model_class():
 def serving_model(inference_model, config, resize_dtype="float64"):
     """A keras.Model whose ``call(images)`` runs molding, the network and unmolding.
 
-    resize_dtype: "float64" (bit for bit with mrcnn.resizing) or "float32" (TFLite has no
-    float64 kernels)."""
-    if resize_dtype not in ("float64", "float32"):
-        raise ValueError(f"resize_dtype must be 'float64' or 'float32', got {resize_dtype!r}")
+    resize_dtype: "float64" (molding and mask pasting bit for bit with mrcnn.resizing) or
+        "emulated" (for TFLite, which has no float64 kernels: molding bit for bit by
+        mrcnn.float64, mask pasting in float32)."""
+    if resize_dtype not in ("float64", "emulated"):
+        raise ValueError(f"resize_dtype must be 'float64' or 'emulated', got {resize_dtype!r}")
     return _serving_model_class()(inference_model, config, resize_dtype,
                                   name="mask_rcnn_serving")
 
@@ -434,7 +451,7 @@ def export_model(inference_model, config, path, format="tf_saved_model"):
                       "from this model's detect()", ExportParityWarning, stacklevel=3)
     path = os.fspath(path)
     model = serving_model(inference_model, config,
-                          resize_dtype="float32" if format == "litert" else "float64")
+                          resize_dtype="emulated" if format == "litert" else "float64")
     if format == "tf_saved_model":
         # keras.export.ExportArchive without track(): Model.export tracks the model's
         # variables and the archive also saves the ones its endpoint uses, so every weight
