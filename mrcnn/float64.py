@@ -235,11 +235,19 @@ def linear_taps(in_size, out_size):
             fractional bits (then skimage's sums of products are exact).
     """
     tf = _tf()
-    in_size, out_size = _int64(in_size), _int64(out_size)
-    o = tf.range(out_size, dtype=tf.int64)
+    o = tf.range(_int64(out_size), dtype=tf.int64)
+    taps = _taps(o, tf.fill(tf.shape(o), _int64(in_size)), tf.fill(tf.shape(o), _int64(out_size)))
+    taps["den"] = tf.cast(2 * out_size, tf.int32)
+    return taps
+
+
+def _taps(o, in_size, out_size):
+    """linear_taps for positions o (int64 [n]) of axes in_size -> out_size (int64 [n] each),
+    so that several axes cost one pass; ``den`` is per position."""
+    tf = _tf()
     scale = divide(in_size, out_size)
     m, e = from_int(2 * o + 1)
-    m, e = multiply((m, e - 1), (m * 0 + scale[0], e * 0 + scale[1]))  # (o + 0.5) * scale
+    m, e = multiply((m, e - 1), scale)  # (o + 0.5) * scale
     # c = x - 0.5. For x >= 0.5 (e >= -53) it is exact and so is its fraction: split x into
     # integer and 53-bit fraction.
     frac_bits = tf.clip_by_value(-e, 0, 62)
@@ -282,6 +290,20 @@ def linear_taps(in_size, out_size):
             "den": tf.cast(den, tf.int32), "short": short}
 
 
+def _two_axes_taps(in_h, out_h, in_w, out_w):
+    """linear_taps of both axes of an image in one pass: (rows, columns)."""
+    tf = _tf()
+    in_h, out_h, in_w, out_w = (_int64(v) for v in (in_h, out_h, in_w, out_w))
+    o = tf.concat([tf.range(out_h), tf.range(out_w)], 0)
+    taps = _taps(o, tf.concat([tf.fill([out_h], in_h), tf.fill([out_w], in_w)], 0),
+                 tf.concat([tf.fill([out_h], out_h), tf.fill([out_w], out_w)], 0))
+    rows = {k: v[:out_h] for k, v in taps.items()}
+    columns = {k: v[out_h:] for k, v in taps.items()}
+    rows["den"] = tf.cast(2 * out_h, tf.int32)
+    columns["den"] = tf.cast(2 * out_w, tf.int32)
+    return rows, columns
+
+
 def resize_uint8(images, out_h, out_w):
     """``mrcnn.utils.resize(image, (out_h, out_w), preserve_range=True).astype(np.uint8)``
     (skimage's order-1 resize, zero border, clipped, truncated) for a batch, bit for bit,
@@ -294,8 +316,7 @@ def resize_uint8(images, out_h, out_w):
     tf = _tf()
     pixels = tf.cast(images, tf.int32)
     shape = tf.shape(pixels)
-    ty = linear_taps(shape[1], out_h)
-    tx = linear_taps(shape[2], out_w)
+    ty, tx = _two_axes_taps(shape[1], out_h, shape[2], out_w)
 
     def rows(values):
         return tf.reshape(values, [1, -1, 1, 1])
