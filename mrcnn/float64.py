@@ -345,17 +345,21 @@ def resize_uint8(images, out_h, out_w):
     where = tf.where(integer & ~exact)  # [n, 4] (image, row, column, channel)
     row, col = where[:, 1], where[:, 2]
 
-    def weight(taps, key, index):
-        return round_to_float64(tf.gather(taps[key], index), -53)
+    # The column weights as float64 pairs, normalized once per axis (both in one call).
+    width = tf.shape(tx["w0"])[0]
+    wx_m, wx_e = round_to_float64(tf.concat([tx["w0"], tx["w1"]], 0), -53)
+    wx = {"w0": (wx_m[:width], wx_e[:width]), "w1": (wx_m[width:], wx_e[width:])}
 
-    def product(p, wy_key, wx_key):
-        first = round_to_float64(_int64(tf.gather_nd(p, where)) * tf.gather(ty[wy_key], row),
-                                 -53)  # fl(p * wy): p * wy * 2**53 < 2**61 is exact
-        return multiply(first, weight(tx, wx_key, col))
-    total = product(p00, "w0", "w0")
-    total = add(total, product(p01, "w0", "w1"))
-    total = add(total, product(p10, "w1", "w0"))
-    total = add(total, product(p11, "w1", "w1"))
+    # The four products ((p * wy) * wx) in one pass over [4n] values, then summed in order.
+    n = tf.shape(where)[0]
+    pixels_wy = [_int64(tf.gather_nd(p, where)) * tf.gather(ty[key], row)
+                 for p, key in ((p00, "w0"), (p01, "w0"), (p10, "w1"), (p11, "w1"))]
+    first = round_to_float64(tf.concat(pixels_wy, 0), -53)  # p * wy * 2**53 < 2**61: exact
+    second = tuple(tf.concat([tf.gather(wx[key][part], col) for key in ("w0", "w1", "w0", "w1")],
+                             0) for part in (0, 1))  # (m, e) of wx0, wx1, wx0, wx1
+    m, e = multiply(first, second)
+    terms = [(m[i * n:(i + 1) * n], e[i * n:(i + 1) * n]) for i in range(4)]
+    total = add(add(add(terms[0], terms[1]), terms[2]), terms[3])
     k = tf.gather_nd(value, where)
     below = ~greater_equal(total, from_int(k))
     fixed = tf.scatter_nd(where, k - tf.cast(below, tf.int32), tf.cast(tf.shape(value), tf.int64))
