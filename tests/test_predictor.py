@@ -69,6 +69,7 @@ def test_many_shapes_fall_back_to_the_variable_graph(model, rng):
         Predictor(model.keras_model, freeze_after=0)
 
 
+@pytest.mark.slow  # 12 s; freeze_after is also exercised by test_detect_uses_the_config_switch
 def test_freezing_waits_for_repeated_weights(model, rng):
     molded, metas = batch(model, rng)
     predictor = Predictor(model.keras_model, freeze=True, freeze_after=3)
