@@ -42,8 +42,9 @@ def test_nms_graph_is_tf_nms_on_ties_and_zero_area_boxes(tile):
         boxes, scores = _hard_case(rng, int(rng.integers(1, 60)))
         threshold = THRESHOLDS[trial % len(THRESHOLDS)]
         want = tf.image.non_max_suppression(boxes, scores, 20, threshold).numpy()
-        np.testing.assert_array_equal(nms_graph(boxes, scores, 20, threshold, tile=tile).numpy(),
-                                      want)
+        if tile == 256:  # eager while loops are slow; tile 4 runs the same ops traced
+            np.testing.assert_array_equal(
+                nms_graph(boxes, scores, 20, threshold, tile=tile).numpy(), want)
         np.testing.assert_array_equal(traced[threshold](boxes, scores).numpy(), want)
         area = (boxes[want, 2] - boxes[want, 0]) * (boxes[want, 3] - boxes[want, 1])
         zero_area_kept += int((area == 0).sum())

@@ -91,6 +91,7 @@ class _Clock:
         return self.now
 
 
+@pytest.mark.slow  # 15 s; freezing itself is exercised by the tests around it
 def test_freezing_waits_until_it_pays_for_itself(model, rng, monkeypatch, caplog):
     """Freeze when freeze_gain of the variable-graph time reaches freeze_cost_ratio x the first
     call: 0.5 * (5 calls x 4 s) = 1 x 10 s, so the 7th call freezes and not the 6th."""
