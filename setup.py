@@ -39,6 +39,7 @@ setup(
         "litert": ["ai-edge-litert>=2.0"],
         "dev": [
             "pytest>=8",
+            "pytest-xdist>=3.5",
             "hypothesis>=6.100",
             "nbclient>=0.10",
             "nbformat>=5.10",
