@@ -69,7 +69,6 @@ def test_many_shapes_fall_back_to_the_variable_graph(model, rng):
         Predictor(model.keras_model, freeze_after=0)
 
 
-@pytest.mark.slow  # 12 s; freeze_after is also exercised by test_detect_uses_the_config_switch
 def test_freezing_waits_for_repeated_weights(model, rng):
     molded, metas = batch(model, rng)
     predictor = Predictor(model.keras_model, freeze=True, freeze_after=3)
@@ -91,7 +90,6 @@ class _Clock:
         return self.now
 
 
-@pytest.mark.slow  # 15 s; freezing itself is exercised by the tests around it
 def test_freezing_waits_until_it_pays_for_itself(model, rng, monkeypatch, caplog):
     """Freeze when freeze_gain of the variable-graph time reaches freeze_cost_ratio x the first
     call: 0.5 * (5 calls x 4 s) = 1 x 10 s, so the 7th call freezes and not the 6th."""
