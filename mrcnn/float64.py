@@ -243,7 +243,7 @@ def linear_taps(in_size, out_size):
 
 def _taps(o, in_size, out_size):
     """linear_taps for positions o (int64 [n]) of axes in_size -> out_size (int64 [n] each),
-    so that several axes cost one pass; ``den`` is per position."""
+    so that several axes cost one pass; without ``den`` (one per axis, the callers add it)."""
     tf = _tf()
     scale = divide(in_size, out_size)
     m, e = from_int(2 * o + 1)
@@ -287,7 +287,7 @@ def _taps(o, in_size, out_size):
     return {"i0": tf.cast(tf.clip_by_value(i0, 0, last), tf.int32),
             "i1": tf.cast(tf.clip_by_value(i1, 0, last), tf.int32),
             "w0": w0, "w1": w1, "r0": tf.cast(r0, tf.int32), "r1": tf.cast(r1, tf.int32),
-            "den": tf.cast(den, tf.int32), "short": short}
+            "short": short}
 
 
 def _two_axes_taps(in_h, out_h, in_w, out_w):
@@ -341,8 +341,8 @@ def resize_uint8(images, out_h, out_w):
     integer = tf.equal(rest - carry * dx, 0) & tf.equal(t - value * dy, 0)
     # Where that value is an integer, float64 may land a hair below it: recompute those
     # values in emulated float64, unless both axes' weights are short (then it is exact).
-    exact = rows(tf.cast(ty["short"], tf.int32)) * cols(tf.cast(tx["short"], tf.int32)) > 0
-    where = tf.where(integer & ~exact)  # [n, 4] (image, row, column, channel)
+    emulate = integer & ~(rows(ty["short"]) & cols(tx["short"]))
+    where = tf.where(emulate)  # [n, 4] (image, row, column, channel)
     row, col = where[:, 1], where[:, 2]
 
     # The column weights as float64 pairs, normalized once per axis (both in one call).
@@ -363,7 +363,7 @@ def resize_uint8(images, out_h, out_w):
     k = tf.gather_nd(value, where)
     below = ~greater_equal(total, from_int(k))
     fixed = tf.scatter_nd(where, k - tf.cast(below, tf.int32), tf.cast(tf.shape(value), tf.int64))
-    value = tf.where(integer & ~exact, fixed, value)
+    value = tf.where(emulate, fixed, value)
     # skimage's clip=True into each image's [min, max]; truncation commutes with it.
     low = tf.reduce_min(pixels, axis=[1, 2, 3], keepdims=True)
     high = tf.reduce_max(pixels, axis=[1, 2, 3], keepdims=True)
