@@ -1,4 +1,6 @@
-"""tf.distribute for training: which strategy, who is chief, and local clusters for tests.
+"""Data-parallel training: which strategy, who is chief, and local clusters for tests.
+
+TensorFlow uses tf.distribute and JAX keras.distribution (mrcnn.backend holds both).
 
 One machine, several GPUs: ``GPU_COUNT > 1`` gives a MirroredStrategy over the first
 GPU_COUNT GPUs. Several machines: set ``TF_CONFIG`` on each (see the README) and every
@@ -39,56 +41,50 @@ def worker_count(spec):
 
 
 def make_strategy(config, strategy=None, multi_worker=True):
-    """The tf.distribute strategy to train ``config`` under, or None for the default device.
+    """The distribution to train ``config`` under, or None for the default device.
 
-    strategy: a tf.distribute.Strategy to use as it is.
-    Otherwise: MultiWorkerMirroredStrategy when TF_CONFIG names more than one task;
-    MirroredStrategy over GPU_COUNT GPUs when GPU_COUNT > 1; else None.
-    multi_worker: False ignores TF_CONFIG (inference models).
+    TensorFlow: a tf.distribute strategy (``strategy`` as given; MultiWorkerMirroredStrategy
+    when TF_CONFIG names more than one task; MirroredStrategy over GPU_COUNT GPUs when
+    GPU_COUNT > 1). JAX: a ``keras.distribution.DataParallel`` (``strategy`` as given, a
+    keras.distribution.Distribution; else over GPU_COUNT local devices when GPU_COUNT > 1, or
+    over every process's devices after ``jax.distributed`` was initialized, see
+    initialize_jax_distributed). multi_worker: False ignores TF_CONFIG / other processes
+    (inference models).
     """
-    import tensorflow as tf
-    if strategy is not None:
-        if not isinstance(strategy, tf.distribute.Strategy):
-            raise TypeError(f"strategy must be a tf.distribute.Strategy, got {type(strategy).__name__}")
-        return strategy
-    spec = cluster_spec_from_env() if multi_worker else None
-    if multi_worker and spec is not None and worker_count(spec) > 1:
-        logger.info("TF_CONFIG names %d tasks: MultiWorkerMirroredStrategy (this task: %s)",
-                    worker_count(spec), spec["task"])
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if config.GPU_COUNT == 1:
-        return None
-    gpus = tf.config.list_logical_devices("GPU")
-    if len(gpus) < config.GPU_COUNT:
-        raise ValueError(f"GPU_COUNT={config.GPU_COUNT} but {len(gpus)} GPU(s) are visible "
-                         f"({[g.name for g in gpus]}); set GPU_COUNT to at most {max(1, len(gpus))}")
-    devices = [g.name for g in gpus[:config.GPU_COUNT]]
-    logger.info("training on %d GPUs with MirroredStrategy: %s", len(devices), devices)
-    return tf.distribute.MirroredStrategy(devices=devices)
+    from mrcnn import backend
+    return backend.get().make_strategy(config, strategy, multi_worker)
 
 
 def is_chief(strategy):
     """Whether this process writes checkpoints, logs and TensorBoard: True without a
-    multi-worker strategy; else the task "chief", or worker 0 when there is no chief."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if strategy is None or resolver is None or not resolver.task_type:
-        return True
-    if resolver.task_type == "chief":
-        return True
-    has_chief = "chief" in resolver.cluster_spec().as_dict()
-    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+    multi-worker strategy; else the task "chief", or worker 0 when there is no chief
+    (TensorFlow), or process 0 (JAX)."""
+    from mrcnn import backend
+    return backend.get().is_chief(strategy)
 
 
 def worker_replicas(strategy):
-    """(replicas in sync over all workers, input pipelines = workers) of a strategy (1, 1 without)."""
-    if strategy is None:
-        return 1, 1
-    pipelines = 1
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is not None and resolver.task_type:
-        pipelines = max(1, sum(len(v) for k, v in resolver.cluster_spec().as_dict().items()
-                               if k in ("chief", "worker")))
-    return strategy.num_replicas_in_sync, pipelines
+    """(replicas fed separately by the input pipeline, input pipelines) of a strategy:
+    (1, 1) without one, and on JAX, where the pipeline feeds the global batch and Keras
+    shards it over the devices."""
+    from mrcnn import backend
+    return backend.get().worker_replicas(strategy)
+
+
+def initialize_jax_distributed(coordinator=None, num_processes=None, process_id=None):
+    """Join a multi-host JAX job (``keras.distribution.initialize``; JAX backend only).
+
+    Call once per process before building a model; with no arguments Keras reads
+    KERAS_DISTRIBUTION_JOB_ADDRESSES, KERAS_DISTRIBUTION_NUM_PROCESSES and
+    KERAS_DISTRIBUTION_PROCESS_ID (or the cluster's own environment, e.g. SLURM or TPU).
+    Afterwards ``make_strategy`` gives a DataParallel over every process's devices; each
+    process feeds BATCH_SIZE images a step (its share of the global batch).
+    """
+    from mrcnn import backend
+    backend.require("jax", "initialize_jax_distributed")
+    import keras
+    keras.distribution.initialize(job_addresses=coordinator, num_processes=num_processes,
+                                  process_id=process_id)
 
 
 def free_ports(count, host="127.0.0.1"):

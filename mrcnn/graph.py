@@ -7,8 +7,8 @@ import contextlib
 import logging
 
 import keras
-import tensorflow as tf
 
+from mrcnn import backend
 from mrcnn.backbone import build_fpn, resnet_graph
 from mrcnn.heads import build_rpn_model, fpn_classifier_head, fpn_keypoint_head, fpn_mask_head
 from mrcnn.layers.common import PyramidAnchors
@@ -47,10 +47,16 @@ def compute_dtype(config):
 def use_winograd(config):
     """Whether the inference graph's wide 3x3 convs use Winograd (``Config.WINOGRAD_CONVS``).
 
-    "auto" means: the model computes in float32 and TensorFlow sees no GPU.
+    "auto" means: the backend has the Winograd layer (TensorFlow), the model computes in
+    float32 and the backend sees no GPU.
     """
+    seam = backend.get()
     if config.WINOGRAD_CONVS == "auto":
-        return compute_dtype(config) == "float32" and not tf.config.list_physical_devices("GPU")
+        return seam.WINOGRAD and compute_dtype(config) == "float32" and not seam.gpu_count()
+    if config.WINOGRAD_CONVS and not seam.WINOGRAD:
+        raise backend.BackendError(
+            f"WINOGRAD_CONVS=True needs the tensorflow Keras backend; this process runs Keras "
+            f"on {backend.name()!r} (use WINOGRAD_CONVS='auto' or False)")
     return bool(config.WINOGRAD_CONVS)
 
 

@@ -202,13 +202,14 @@ class MaskRCNN:
     def _predict(self, molded_images, image_metas):
         """Run the inference graph on one batch; returns the model's outputs as NumPy arrays."""
         if self._predict_fn is None:
+            from mrcnn import backend
             from mrcnn.graph import compute_dtype
-            from mrcnn.predictor import Predictor
             # Frozen constants would bypass the strategy's mirrored variables; with a
             # low-precision policy freezing was measured to gain nothing.
             freeze = (self.config.FREEZE_INFERENCE_WEIGHTS and self.strategy is None
                       and compute_dtype(self.config) == "float32")
-            self._predict_fn = Predictor(self.keras_model, freeze=freeze)
+            # TensorFlow: mrcnn.predictor.Predictor; JAX: one jit-compiled function.
+            self._predict_fn = backend.get().make_predictor(self.keras_model, freeze=freeze)
         return self._predict_fn(molded_images, image_metas)
 
     def detect(self, images, verbose=0):
@@ -469,7 +470,10 @@ class MaskRCNN:
                 learning_rate=learning_rate, momentum=momentum,
                 global_clipnorm=self.config.GRADIENT_CLIP_NORM,
                 l2_decay=self.config.WEIGHT_DECAY)
-            self.keras_model.compile(optimizer=optimizer, jit_compile=False)
+            # XLA on JAX (static shapes); a plain tf.function on TensorFlow (dynamic NMS).
+            from mrcnn import backend
+            self.keras_model.compile(optimizer=optimizer,
+                                     jit_compile=backend.get().JIT_COMPILE)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
@@ -490,7 +494,7 @@ class MaskRCNN:
         Raises FloatingPointError when a loss becomes NaN/inf.
         """
         from mrcnn.training import (LAYER_GROUPS, CheckpointCallback, NonFiniteLossGuard,
-                                    TrainingInputs)
+                                    TrainingInputs, tensorboard_available)
         import keras
 
         if self.mode != "training":
@@ -527,11 +531,8 @@ class MaskRCNN:
         config = self.config
         self._target_epochs = epochs
         chief = is_chief(self.strategy)
-        if pipeline == "auto":
-            pipeline = "tf.data" if self.strategy is not None else "pydataset"
-        if self.strategy is not None and pipeline != "tf.data":
-            raise ValueError(f"training under {type(self.strategy).__name__} needs "
-                             f"pipeline='tf.data', got {pipeline!r}")
+        from mrcnn import backend
+        pipeline = backend.get().training_pipeline(self.strategy, pipeline)
         trainable = self.set_trainable(layer_regex, verbose=verbose)
         logger.info("epoch %d step %d -> epoch %d, lr %s, %d trainable layers, %s pipeline, "
                     "checkpoints in %s", self.epoch, self.step, epochs, learning_rate,
@@ -554,7 +555,7 @@ class MaskRCNN:
         # Custom callbacks (e.g. MeanAPCallback) run before TensorBoard so that what they
         # add to the epoch logs is written too. Only the chief writes TensorBoard logs.
         callbacks = [guard, checkpoints, inputs.position_callback] + list(custom_callbacks or [])
-        if chief:
+        if chief and tensorboard_available():
             callbacks.append(keras.callbacks.TensorBoard(log_dir=self.log_dir, histogram_freq=0,
                                                          write_graph=False))
         history = None

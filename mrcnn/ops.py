@@ -1,31 +1,25 @@
-"""Graph (TensorFlow) box helpers: the in-graph twins of the NumPy functions in mrcnn/utils.py.
+"""Graph box helpers: the in-graph twins of the NumPy functions in mrcnn/utils.py.
 
 Each ``foo_graph`` here computes what ``utils.foo`` computes, on tensors, so that it can run
 inside a Keras layer or a ``tf.function``. Box layout everywhere is (y1, x1, y2, x2); deltas are
 (dy, dx, log(dh), log(dw)) relative to the box centre and size.
 
-``keras.ops`` is used first; ``tf.*`` only where Keras has no equivalent (boolean masks).
+Everything is ``keras.ops``; what Keras has no op for comes from the backend seam (mrcnn.backend).
 """
 import logging
 
 import numpy as np
-import tensorflow as tf
 from keras import ops
+
+from mrcnn import backend
 
 logger = logging.getLogger(__name__)
 
 
 def unfoldable_zero(x, dtype):
-    """A scalar 0 of ``dtype`` that no graph optimizer can fold: ``any(|x| < 0)``, which never
-    holds (NaN included), but depends on the data.
-
-    Adding it to a constant divisor, or multiplying by ``1 - unfoldable_zero``, keeps an
-    expression in the order it is written: grappler's constant folding and arithmetic
-    optimizer, and the TFLite converter, otherwise rewrite float expressions in traced graphs
-    and change their rounding (#13: RoIAlign samples of border boxes, box refinement).
-    x: any float tensor (its size only costs one reduction). dtype: the result's dtype.
-    """
-    return tf.cast(tf.reduce_any(tf.abs(x) < 0), dtype)
+    """A scalar 0 of ``dtype`` that no graph optimizer can fold (the backend's; see
+    mrcnn.backend.tensorflow.unfoldable_zero for why the TensorFlow graph needs it)."""
+    return backend.get().unfoldable_zero(x, dtype)
 
 
 def apply_box_deltas_graph(boxes, deltas):
@@ -180,9 +174,11 @@ def trim_zeros_graph(boxes, name="trim_zeros"):
 
     Returns: (boxes [M, 4] with the zero rows removed, non_zeros [N] bool marking kept rows).
     """
-    boxes = tf.convert_to_tensor(boxes)
+    backend.require("tensorflow", "trim_zeros_graph (a tensor of data-dependent size)")
+    seam = backend.get()
+    boxes = ops.convert_to_tensor(boxes)
     non_zeros = ops.sum(ops.abs(boxes), axis=1) > 0
-    boxes = tf.boolean_mask(boxes, non_zeros, name=name)
+    boxes = seam.boolean_mask(boxes, non_zeros, name=name)
     return boxes, non_zeros
 
 
@@ -261,98 +257,9 @@ def generate_pyramid_anchors_graph(scales, ratios, feature_shapes, feature_strid
     return ops.concatenate(levels, axis=0)
 
 
-def _canonical_boxes(boxes):
-    """[n, (y1, x1, y2, x2)] -> [n, (ymin, xmin, ymax, xmax, area)] float32, TF NMS's order."""
-    y1, x1, y2, x2 = (boxes[:, k] for k in range(4))
-    ymin, ymax = tf.minimum(y1, y2), tf.maximum(y1, y2)
-    xmin, xmax = tf.minimum(x1, x2), tf.maximum(x1, x2)
-    return tf.stack([ymin, xmin, ymax, xmax, (ymax - ymin) * (xmax - xmin)], axis=1)
-
-
-def _nms_iou(a, b):
-    """IoU of [m, 5] and [k, 5] canonical boxes: [m, k], TF's NMS formula, 0 for empty boxes."""
-    a, b = a[:, None, :], b[None, :, :]
-    inter = (tf.maximum(tf.minimum(a[..., 2], b[..., 2]) - tf.maximum(a[..., 0], b[..., 0]), 0.0)
-             * tf.maximum(tf.minimum(a[..., 3], b[..., 3]) - tf.maximum(a[..., 1], b[..., 1]),
-                          0.0))
-    iou = inter / (a[..., 4] + b[..., 4] - inter)
-    return tf.where((a[..., 4] <= 0.0) | (b[..., 4] <= 0.0), tf.zeros_like(iou), iou)
-
-
-def nms_graph(boxes, scores, max_output_size, iou_threshold, score_threshold=float("-inf"),
-              tile=256):
-    """``tf.image.non_max_suppression`` in plain tensor ops: the same indices, in the same order.
-
-    TFLite's NON_MAX_SUPPRESSION_V4 kernel differs from TensorFlow's: it visits equal scores
-    in heap order instead of index order, and it selects a zero-area box again and again
-    (its IoU with itself is 0), which filled whole outputs with one clipped proposal (#13).
-    This version uses only TopK, Gather, element-wise ops and while loops, which every
-    runtime (TFLite, ONNX) runs as TensorFlow does.
-
-    boxes: [N, (y1, x1, y2, x2)] float32, any frame; corners in either order (as TF).
-    scores: [N] float32.
-    max_output_size: int (or scalar int32 tensor), the most indices returned.
-    iou_threshold: float, a candidate whose IoU with a selected box exceeds it is dropped.
-    score_threshold: float, only scores above it are candidates.
-    tile: candidates handled per step (a speed setting; the result does not depend on it).
-
-    Returns: [K] int32 indices into ``boxes``, K <= max_output_size, by decreasing score,
-    equal scores lower index first. Greedy, as TF: a candidate is selected unless a selected,
-    better-ranked box overlaps it by IoU > iou_threshold; the IoU is TF's float32 formula
-    (intersection / (area_i + area_j - intersection), 0 when either area is <= 0), so a tie
-    at the threshold is decided as TF decides it.
-
-    The ranked candidates are taken ``tile`` at a time: first every candidate overlapping a
-    box already selected is dropped, then the greedy choice inside the tile is the fixed
-    point of keep[c] = live[c] and no kept c' < c overlaps c, reached by iterating from
-    keep = live (the system is triangular, so the fixed point is unique and is the greedy
-    answer). About 6x faster on TFLite than one selection per loop step.
-    """
-    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
-        raise ValueError(f"tile must be an integer >= 1, got {tile!r}")
-    boxes = tf.cast(boxes, tf.float32)
-    scores = tf.cast(scores, tf.float32)
-    n = tf.shape(scores)[0]
-    # TopK is stable: equal scores come out lower index first, as TF's NMS visits them.
-    order = tf.math.top_k(scores, k=n, sorted=True).indices
-    num_tiles = (n + tile - 1) // tile
-    pad = num_tiles * tile - n
-    # [num_tiles, tile, 5] and [num_tiles, tile]: the candidates in rank order, tile by tile.
-    ranked = tf.reshape(tf.pad(_canonical_boxes(tf.gather(boxes, order)), [[0, pad], [0, 0]]),
-                        [num_tiles, tile, 5])
-    alive = tf.reshape(tf.pad(tf.gather(scores, order) > score_threshold, [[0, pad]]),
-                       [num_tiles, tile])
-    max_out = tf.cast(max_output_size, tf.int32)
-    threshold = tf.constant(iou_threshold, tf.float32)
-    # Selected boxes so far (zero rows have area 0, so they suppress nothing).
-    slots = tf.range(max_out + tile)
-    earlier = tf.range(tile)[None, :] < tf.range(tile)[:, None]  # [c, c']: c' ranks first
-
-    def more(k, count, selected, keep_all):
-        return (k < num_tiles) & (count < max_out)
-
-    def step(k, count, selected, keep_all):
-        candidates = tf.gather(ranked, k)
-        live = tf.gather(alive, k) & tf.logical_not(
-            tf.reduce_any(_nms_iou(candidates, selected) > threshold, axis=1))
-        overlaps = (_nms_iou(candidates, candidates) > threshold) & earlier
-
-        def settle(keep, _):
-            return live & tf.logical_not(tf.reduce_any(overlaps & keep[None, :], axis=1)), keep
-
-        keep, _ = tf.while_loop(lambda keep, previous: tf.reduce_any(keep != previous),
-                                settle, settle(live, live))
-        kept = tf.gather(candidates, tf.cast(tf.where(keep)[:, 0], tf.int32))
-        m = tf.shape(kept)[0]
-        # Append the kept boxes after the count selected so far (row m of the pad: zeros).
-        fill = tf.gather(tf.pad(kept, [[0, 1], [0, 0]]), tf.clip_by_value(slots - count, 0, m))
-        selected = tf.where(((slots >= count) & (slots < count + m))[:, None], fill, selected)
-        keep_all = tf.where((tf.range(num_tiles) == k)[:, None], keep[None, :], keep_all)
-        return k + 1, count + m, selected, keep_all
-
-    _, _, _, keep_all = tf.while_loop(
-        more, step, (tf.constant(0), tf.constant(0), tf.zeros([max_out + tile, 5]),
-                     tf.zeros_like(alive)))
-    # Selections are made in rank order: the kept ranks, in order, cut at max_output_size
-    # (TF stops there).
-    return tf.boolean_mask(order, tf.reshape(keep_all, [-1])[:n])[:max_out]
+def nms_graph(*args, **kwargs):
+    """``tf.image.non_max_suppression`` in plain TensorFlow ops (TensorFlow backend only);
+    see mrcnn.backend.tensorflow.nms_graph."""
+    backend.require("tensorflow", "nms_graph")
+    from mrcnn.backend.tensorflow import nms_graph as tf_nms_graph
+    return tf_nms_graph(*args, **kwargs)

@@ -9,9 +9,9 @@ import math
 import os
 
 import keras
-import tensorflow as tf
 from keras import ops
 
+from mrcnn import backend
 from mrcnn.config import KEYPOINT_LOSS_NAME, LOSS_NAMES
 from mrcnn.losses import LOSS_FUNCTIONS, mrcnn_keypoint_loss
 
@@ -93,7 +93,8 @@ class MomentumSGD(keras.optimizers.SGD):
         if self.global_clipnorm and self.global_clipnorm > 0:
             present = [ops.cast(g, "float32") for g in grads if g is not None]
             if present:
-                norm = ops.sqrt(2.0 * ops.sum(ops.stack([tf.nn.l2_loss(g) for g in present])))
+                l2_loss = backend.get().l2_loss
+                norm = ops.sqrt(2.0 * ops.sum(ops.stack([l2_loss(g) for g in present])))
                 clip = ops.cast(self.global_clipnorm, "float32")
                 self._clip_scale = clip / ops.maximum(norm, clip)
         return grads
@@ -103,14 +104,13 @@ class MomentumSGD(keras.optimizers.SGD):
         if self._clip_scale is not None:
             learning_rate = learning_rate * ops.cast(self._clip_scale, variable.dtype)
         gradient = ops.cast(gradient, variable.dtype)
+        # TensorFlow: the fused ResourceApply kernels; JAX: the same arithmetic in Keras ops.
         if self.momentum == 0:
-            tf.raw_ops.ResourceApplyGradientDescent(
-                var=_handle(variable), alpha=learning_rate, delta=gradient)
+            backend.get().sgd_update(variable, gradient, learning_rate)
             return
         accumulator = self.momentums[self._get_variable_index(variable)]
-        tf.raw_ops.ResourceApplyKerasMomentum(
-            var=_handle(variable), accum=_handle(accumulator), lr=learning_rate, grad=gradient,
-            momentum=ops.cast(self.momentum, variable.dtype), use_nesterov=False)
+        backend.get().sgd_update(variable, gradient, learning_rate, accumulator=accumulator,
+                                 momentum=self.momentum)
 
     def get_config(self):
         config = super().get_config()
@@ -120,28 +120,13 @@ class MomentumSGD(keras.optimizers.SGD):
 
 
 def num_replicas():
-    """Replicas in sync of the current tf.distribute strategy (1 without one)."""
-    return tf.distribute.get_strategy().num_replicas_in_sync
+    """Replicas in sync of the current tf.distribute strategy (1 without one, and on JAX)."""
+    return backend.get().num_replicas()
 
 
 def all_reduce_sum(grads):
     """Sum a list of per-replica gradients (None kept) across replicas; identity on one replica."""
-    if num_replicas() == 1 or tf.distribute.in_cross_replica_context():
-        return grads
-    present = [i for i, g in enumerate(grads) if g is not None]
-    reduced = tf.distribute.get_replica_context().all_reduce(
-        tf.distribute.ReduceOp.SUM, [grads[i] for i in present])
-    out = list(grads)
-    for i, value in zip(present, reduced):
-        out[i] = value
-    return out
-
-
-def _handle(variable):
-    """The resource handle of a Keras or TensorFlow variable."""
-    if isinstance(variable, keras.Variable):
-        variable = variable.value
-    return variable.handle
+    return backend.get().all_reduce_sum(grads)
 
 
 class MaskRCNNTrainer(keras.Model):
@@ -213,12 +198,13 @@ class MaskRCNNTrainer(keras.Model):
         applied_by_optimizer = (isinstance(optimizer, MomentumSGD)
                                 and optimizer.l2_decay == self.weight_decay)
         terms = []
+        l2_loss = backend.get().l2_loss
         for variable in self.trainable_weights:
             if is_decayed(variable):
                 value = ops.cast(variable, "float32")
                 if applied_by_optimizer:
                     value = ops.stop_gradient(value)
-                terms.append(tf.nn.l2_loss(value))  # sum(value ** 2) / 2
+                terms.append(l2_loss(value))  # sum(value ** 2) / 2
         if not terms:
             return ops.zeros((), dtype="float32")
         return self.weight_decay * ops.sum(ops.stack(terms))
@@ -234,6 +220,7 @@ class MaskRCNNTrainer(keras.Model):
         strategy = getattr(self, "_distribute_strategy", None)
         if strategy is None or iterator is None:
             return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+        import tensorflow as tf  # strategies are tf.distribute's (TensorFlow backend only)
         for _, _, batches in iterator:
             data_batch = tf.nest.map_structure(
                 lambda value: (strategy.experimental_local_results(value)[0]
@@ -243,11 +230,12 @@ class MaskRCNNTrainer(keras.Model):
         with strategy.scope():
             self._symbolic_build(data_batch=data_batch)
 
-    def train_step(self, data):
-        return _multi_worker_logs(super().train_step(data))
+    def train_step(self, *args):
+        # TensorFlow: (data) -> logs; JAX: (state, data) -> (logs, state).
+        return _multi_worker_logs(super().train_step(*args))
 
-    def test_step(self, data):
-        return _multi_worker_logs(super().test_step(data))
+    def test_step(self, *args):
+        return _multi_worker_logs(super().test_step(*args))
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         losses = self.named_losses(x, y_pred)
@@ -262,17 +250,8 @@ class MaskRCNNTrainer(keras.Model):
 
 
 def _multi_worker_logs(logs):
-    """Under MultiWorkerMirroredStrategy, each log as a [1] tensor instead of a scalar.
-
-    Keras reduces the step's logs with ``strategy.reduce("MEAN", value, axis=0)`` there,
-    which fails on scalars; the [1] values reduce to the scalar mean across replicas (the
-    metrics are synchronized across replicas, so that is each replica's value).
-    """
-    strategy = tf.distribute.get_strategy()
-    if not (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.extended._in_multi_worker_mode()):
-        return logs
-    return {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+    """The step's logs as the backend's strategy can reduce them (mrcnn.backend)."""
+    return backend.get().multi_worker_logs(logs)
 
 
 def scale_for_replicas(loss):
@@ -333,6 +312,8 @@ class CheckpointCallback(keras.callbacks.Callback):
 
     def _save(self, epoch, step):
         if self.enabled:
+            # JAX's trainer holds the state outside the model's variables during an epoch.
+            backend.get().sync_model_state(self.model)
             self.last_saved = self.save_fn(epoch, step)
             logger.info("saved %s", self.last_saved)
 
@@ -562,3 +543,17 @@ class TrainingInputs:
         if self.strategy is None:
             return dataset_fn()
         return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def tensorboard_available():
+    """Whether Keras' TensorBoard callback can write here: it writes with TensorFlow's
+    summary ops, which a JAX-only install lacks (then training logs no TensorBoard files)."""
+    import importlib.util
+    try:
+        found = importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        logger.info("TensorFlow is not installed: no TensorBoard logs (the checkpoints and "
+                    "the Keras progress bar are unaffected)")
+    return found

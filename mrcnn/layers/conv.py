@@ -9,7 +9,6 @@ import logging
 import keras
 
 from mrcnn.config import check_positive_int
-from mrcnn.winograd import winograd_conv3x3_graph
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +67,8 @@ class WinogradConv2D(keras.layers.Conv2D):
 
     def convolution_op(self, inputs, kernel):
         if self.uses_winograd(tuple(inputs.shape)):
+            # TensorFlow ops (mrcnn.graph.use_winograd refuses other backends).
+            from mrcnn.winograd import winograd_conv3x3_graph
             return winograd_conv3x3_graph(inputs, kernel)
         return super().convolution_op(inputs, kernel)
 

@@ -10,9 +10,9 @@ import logging
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
+from mrcnn import backend
 from mrcnn.ops import box_refinement_graph
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def _first_k_of(candidates, keys, k):
 def _gather_rows(values, indices):
     """values [batch, N, ...], indices [batch, T] -> [batch, T, ...] (indices clipped to N-1)."""
     indices = ops.clip(indices, 0, ops.shape(values)[1] - 1)
-    return tf.gather(values, indices, batch_dims=1)
+    return backend.get().batch_gather(values, indices, batch_dims=1)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -286,7 +286,7 @@ class DetectionTargetLayer(keras.layers.Layer):
             return ops.zeros((batch, t) + self.mask_shape, dtype="float32")
         rois, roi_gt_boxes, roi_gt = rois[:, :k], roi_gt_boxes[:, :k], roi_gt[:, :k]
         per_gt = ops.transpose(gt_masks, (0, 3, 1, 2))                            # [B, M, mh, mw]
-        selected = tf.gather(per_gt, roi_gt, batch_dims=1)                         # [B, k, mh, mw]
+        selected = backend.get().batch_gather(per_gt, roi_gt, batch_dims=1)                       # [B, k, mh, mw]
         shape = ops.shape(selected)
         images = ops.reshape(ops.cast(selected, "float32"), (-1, shape[2], shape[3], 1))
         boxes = rois
@@ -297,7 +297,8 @@ class DetectionTargetLayer(keras.layers.Layer):
             width = ops.maximum(x2 - x1, 1e-12)
             boxes = ops.stack([(rois[..., 0] - y1) / height, (rois[..., 1] - x1) / width,
                                (rois[..., 2] - y1) / height, (rois[..., 3] - x1) / width], axis=-1)
-        crops = tf.image.crop_and_resize(images, ops.reshape(boxes, (-1, 4)),
-                                         ops.arange(batch * k, dtype="int32"), self.mask_shape)
+        crops = backend.get().crop_and_resize(images, ops.reshape(boxes, (-1, 4)),
+                                              ops.arange(batch * k, dtype="int32"),
+                                              self.mask_shape)
         crops = ops.round(ops.reshape(crops, (batch, k) + self.mask_shape))
         return ops.pad(crops, [[0, 0], [0, t - k], [0, 0], [0, 0]])

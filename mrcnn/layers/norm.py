@@ -13,6 +13,7 @@ import logging
 import keras
 from keras import ops
 
+from mrcnn import backend
 from mrcnn.config import check_positive_int
 
 logger = logging.getLogger(__name__)
@@ -56,7 +57,7 @@ class BatchNorm(keras.layers.BatchNormalization):
     def _fusable(self, inputs):
         axis = self.axis if isinstance(self.axis, int) else None
         return (
-            keras.backend.backend() == "tensorflow"
+            backend.get().fused_batch_norm is not None
             and len(inputs.shape) == 4
             and axis in (-1, 3)
             and self.scale
@@ -75,17 +76,13 @@ class BatchNorm(keras.layers.BatchNormalization):
         the input, gamma and beta. Half-precision inputs are supported with
         float32 statistics, so no cast of the feature map is needed.
         """
-        import tensorflow as tf  # TF backend only (checked by _fusable)
-
-        outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
+        outputs = backend.get().fused_batch_norm(
             inputs,
             scale=ops.cast(self.gamma, "float32"),
             offset=ops.cast(self.beta, "float32"),
             mean=ops.cast(self.moving_mean, "float32"),
             variance=ops.cast(self.moving_variance, "float32"),
             epsilon=self.epsilon,
-            data_format="NHWC",
-            is_training=False,
         )
         return ops.cast(outputs, self.compute_dtype)
 

@@ -2,6 +2,8 @@
 import keras
 from keras import ops
 
+from mrcnn import backend
+
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class ValidDetectionBoxes(keras.layers.Layer):
@@ -13,7 +15,8 @@ class ValidDetectionBoxes(keras.layers.Layer):
     n masks per image instead of DETECTION_MAX_INSTANCES; ``PadROIs`` restores the slots.
 
     Input: detections [batch, D, (y1, x1, y2, x2, class_id, score)] float32, normalized.
-    Output: boxes [batch, n, (y1, x1, y2, x2)] float32, normalized, 1 <= n <= D (dynamic).
+    Output: boxes [batch, n, (y1, x1, y2, x2)] float32, normalized, 1 <= n <= D (dynamic;
+    n = D on backends with static shapes only, JAX).
     """
 
     def __init__(self, **kwargs):
@@ -21,6 +24,9 @@ class ValidDetectionBoxes(keras.layers.Layer):
         super().__init__(**kwargs)
 
     def call(self, detections):
+        if not backend.get().DYNAMIC_SHAPES:
+            # XLA (JAX) needs static shapes: all D rows go to the mask head.
+            return detections[:, :, :4]
         real = ops.sum(ops.cast(detections[..., 4] > 0, "int32"), axis=1)  # [batch]
         count = ops.maximum(ops.max(real), 1)
         return detections[:, :count, :4]

@@ -3,84 +3,34 @@ import logging
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import ops
 
-from mrcnn.ops import apply_box_deltas_graph, nms_graph
+from mrcnn import backend
+from mrcnn.ops import apply_box_deltas_graph
 
 logger = logging.getLogger(__name__)
 
 NMS_METHODS = ("standard", "combined", "padded", "graph")
 
 
-def _standard_nms_one(boxes, scores, max_output_size, iou_threshold,
-                      nms=tf.image.non_max_suppression):
-    """tf.image.non_max_suppression on one image; kept boxes zero-padded to max_output_size.
-
-    boxes: [N, 4] float32, scores: [N] float32. nms: the NMS function
-    (mrcnn.ops.nms_graph gives the same indices as the default).
-    Returns ([max_output_size, 4], valid int32).
-    """
-    keep = nms(boxes, scores, max_output_size, iou_threshold=iou_threshold)
-    kept = tf.gather(boxes, keep)
-    pad = max_output_size - tf.shape(kept)[0]
-    return tf.pad(kept, [[0, pad], [0, 0]]), tf.shape(keep)[0]
-
-
 def batched_nms(boxes, scores, max_output_size, iou_threshold, method="standard"):
-    """Greedy NMS on every image of a batch, one class.
+    """Greedy NMS on every image of a batch, one class: the backend's (mrcnn.backend).
 
     boxes: [batch, N, (y1, x1, y2, x2)] float32, y1 <= y2 and x1 <= x2.
     scores: [batch, N] float32.
     max_output_size: int, rows kept per image.
     iou_threshold: float, a box whose IoU with a kept, higher scoring box exceeds it is dropped.
-    method: "standard" (default): tf.image.non_max_suppression per image, matterport's call:
-        among equal scores the lower index wins, so the kept boxes and their order are
-        matterport's even when a confident RPN gives hundreds of anchors a probability of
-        exactly 1.0. "combined": tf.image.combined_non_max_suppression with one class, which
-        visits equal scores in another order (different proposals when scores tie; equal
-        otherwise). "padded": tf.image.non_max_suppression_padded (ties in index order too).
-        "graph": the same boxes as "standard" from mrcnn.ops.nms_graph (TopK, Gather and
-        while loops instead of the NMS kernel), for runtimes whose NMS kernel differs (TFLite).
-        Speeds: see bench/infer.py and the README.
+    method: "standard" (default, matterport's tf.image.non_max_suppression: among equal
+        scores the lower index wins), "combined", "padded" or "graph" (TensorFlow; see
+        mrcnn.backend.tensorflow.batched_nms). The JAX backend has "standard" and "graph",
+        both the same greedy selections with static shapes.
 
     Returns: (boxes [batch, max_output_size, 4] float32, sorted by score and zero-padded,
     valid [batch] int32 count of real rows per image).
     """
-    if method in ("standard", "graph"):
-        nms = nms_graph if method == "graph" else tf.image.non_max_suppression
-
-        def one_image(args):
-            return _standard_nms_one(args[0], args[1], max_output_size, iou_threshold, nms)
-
-        kept, valid = tf.map_fn(
-            one_image, (boxes, scores),
-            fn_output_signature=(tf.TensorSpec([max_output_size, 4], boxes.dtype),
-                                 tf.TensorSpec([], tf.int32)))
-        return kept, valid
-    if method == "combined":
-        nms_boxes, _, _, valid = tf.image.combined_non_max_suppression(
-            ops.expand_dims(boxes, 2),
-            ops.expand_dims(scores, 2),
-            max_output_size_per_class=max_output_size,
-            max_total_size=max_output_size,
-            iou_threshold=iou_threshold,
-            score_threshold=float("-inf"),
-            pad_per_class=False,
-            clip_boxes=False,
-        )
-        return nms_boxes, ops.cast(valid, "int32")
-    if method == "padded":
-        indices, valid = tf.image.non_max_suppression_padded(
-            boxes, scores, max_output_size, iou_threshold=iou_threshold,
-            score_threshold=float("-inf"), pad_to_max_output_size=True, sorted_input=True,
-            canonicalized_coordinates=True)
-        kept = tf.gather(boxes, indices, batch_dims=1)
-        rows = ops.arange(max_output_size, dtype="int32")
-        mask = ops.expand_dims(rows, 0) < ops.expand_dims(ops.cast(valid, "int32"), 1)
-        kept = ops.where(ops.expand_dims(mask, -1), kept, ops.zeros_like(kept))
-        return kept, ops.cast(valid, "int32")
-    raise ValueError(f"nms method must be one of {NMS_METHODS}, got {method!r}")
+    if method not in NMS_METHODS:
+        raise ValueError(f"nms method must be one of {NMS_METHODS}, got {method!r}")
+    return backend.get().batched_nms(boxes, scores, max_output_size, iou_threshold, method)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -125,9 +75,9 @@ class ProposalLayer(keras.layers.Layer):
         self.pre_nms_limit = int(pre_nms_limit)
         self.rpn_bbox_std_dev = [float(v) for v in std]
         self.nms_method = nms_method
-        # Data-dependent shapes (NMS / per-level partitions): keep Keras' jit_compile="auto"
-        # from compiling the model with XLA.
-        self.supports_jit = False
+        # TensorFlow's NMS has data-dependent shapes: keep Keras' jit_compile="auto" from
+        # compiling the model with XLA there (the JAX backend's shapes are static).
+        self.supports_jit = backend.get().LAYERS_SUPPORT_JIT
 
     def call(self, inputs):
         # Proposals are treated as constants (approximate joint training, as in the
@@ -139,10 +89,12 @@ class ProposalLayer(keras.layers.Layer):
         anchors = ops.cast(anchors, "float32")
 
         num_anchors = ops.shape(scores)[1]
-        k = ops.minimum(self.pre_nms_limit, num_anchors)
-        scores, top = tf.math.top_k(scores, k=k, sorted=True)  # [B, k]
-        deltas = tf.gather(deltas, top, batch_dims=1)  # [B, k, 4]
-        anchors = tf.gather(anchors, top, batch_dims=1)
+        k = (min(self.pre_nms_limit, num_anchors) if isinstance(num_anchors, int)
+             else ops.minimum(self.pre_nms_limit, num_anchors))
+        seam = backend.get()
+        scores, top = seam.top_k(scores, k)  # [B, k]
+        deltas = seam.batch_gather(deltas, top)  # [B, k, 4]
+        anchors = seam.batch_gather(anchors, top)
 
         boxes = apply_box_deltas_graph(anchors, deltas)
         boxes = ops.clip(boxes, 0.0, 1.0)

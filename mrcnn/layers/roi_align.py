@@ -2,10 +2,10 @@
 import logging
 
 import keras
-import tensorflow as tf
 from keras import ops
 
-from mrcnn.ops import parse_image_meta_graph, unfoldable_zero
+from mrcnn import backend
+from mrcnn.ops import parse_image_meta_graph
 
 logger = logging.getLogger(__name__)
 
@@ -39,82 +39,17 @@ def roi_pyramid_levels(boxes, image_area):
     return ops.cast(level, "int32")
 
 
-def crop_and_resize_gather(feature_map, boxes, box_indices, crop_size):
-    """``tf.image.crop_and_resize(method="bilinear", extrapolation_value=0)`` by gathers.
+def _pool(crop_and_resize, boxes, box_indices, pool_shape, mode, sampling_ratio):
+    """Bilinear pooling of boxes with a crop primitive.
 
-    The same sampling: crop row i of a box (y1, y2) reads the map at
-    y = y1 (H - 1) + i (y2 - y1) (H - 1) / (ph - 1) (the box centre when ph == 1), blends the
-    rows floor(y) and ceil(y) (then the columns likewise) and is 0 where y or x falls outside
-    [0, H - 1] / [0, W - 1]. Built from Gather, Floor and arithmetic only, which every runtime
-    has (TFLite has no CropAndResize builtin).
-
-    feature_map: [batch, H, W, C] float32; boxes: [n, (y1, x1, y2, x2)] float32 normalized;
-    box_indices: [n] int32; crop_size: (ph, pw) Python ints.
-    Returns: [n, ph, pw, C] float32.
-    """
-    ph, pw = crop_size
-    shape = tf.shape(feature_map)
-    height, width, channels = shape[1], shape[2], shape[3]
-    hf = tf.cast(height - 1, tf.float32)
-    wf = tf.cast(width - 1, tf.float32)
-
-    def grid(start, stop, size, scale):
-        # [n, size] sample coordinates along one axis, in pixels, in TF's kernel's order of
-        # float operations: start * scale + i * ((stop - start) * scale / (size - 1)).
-        if size > 1:
-            # size - 1 as a tensor no optimizer can fold: with a constant divisor and a
-            # static feature-map size, grappler's constant folding rewrites
-            # (d * (H - 1)) / (size - 1) into d * ((H - 1) / (size - 1)), which rounds
-            # differently, and a box ending on the border (y2 = 1, every clipped proposal)
-            # then samples at H - 1 + 1 ulp: 0 (extrapolation) instead of the edge pixel.
-            # Measured: traced != eager on 990 of 2000 such boxes without this (#13). The
-            # zero depends on the data, so it survives static shapes too (the TFLite
-            # converter folded an earlier min(n, 0), where n was the now static box count).
-            opaque = unfoldable_zero(start, tf.int32) + (size - 1)
-            step = (stop - start) * scale / tf.cast(opaque, tf.float32)
-            steps = tf.range(size, dtype=tf.float32)
-            return (start * scale)[:, None] + steps[None, :] * step[:, None]
-        return (0.5 * (start + stop) * scale)[:, None]
-
-    ys = grid(boxes[:, 0], boxes[:, 2], ph, hf)  # [n, ph]
-    xs = grid(boxes[:, 1], boxes[:, 3], pw, wf)  # [n, pw]
-    valid = (((ys >= 0.0) & (ys <= hf))[:, :, None]
-             & ((xs >= 0.0) & (xs <= wf))[:, None, :])  # [n, ph, pw]
-    top = tf.floor(ys)
-    left = tf.floor(xs)
-    y_lerp = (ys - top)[:, :, None, None]
-    x_lerp = (xs - left)[:, None, :, None]
-    top_i = tf.clip_by_value(tf.cast(top, tf.int32), 0, height - 1)
-    bottom_i = tf.clip_by_value(tf.cast(tf.math.ceil(ys), tf.int32), 0, height - 1)
-    left_i = tf.clip_by_value(tf.cast(left, tf.int32), 0, width - 1)
-    right_i = tf.clip_by_value(tf.cast(tf.math.ceil(xs), tf.int32), 0, width - 1)
-    flat = tf.reshape(feature_map, [-1, channels])
-    base = box_indices[:, None, None] * height * width
-
-    def sample(rows, cols):
-        index = base + rows[:, :, None] * width + cols[:, None, :]  # [n, ph, pw]
-        return tf.gather(flat, index)  # [n, ph, pw, C]
-
-    top_left, top_right = sample(top_i, left_i), sample(top_i, right_i)
-    bottom_left, bottom_right = sample(bottom_i, left_i), sample(bottom_i, right_i)
-    upper = top_left + (top_right - top_left) * x_lerp
-    lower = bottom_left + (bottom_right - bottom_left) * x_lerp
-    crops = upper + (lower - upper) * y_lerp
-    return tf.where(valid[..., None], crops, 0.0)
-
-
-def _crop(feature_map, boxes, box_indices, pool_shape, mode, sampling_ratio, gather=False):
-    """Bilinear crops of boxes from one feature map.
-
-    feature_map: [batch, Hf, Wf, C]; boxes: [n, 4] normalized; box_indices: [n] int32 image index.
-    gather: use crop_and_resize_gather instead of tf.image.crop_and_resize.
+    crop_and_resize: callable (boxes [n, 4], box_indices [n], (h, w)) -> [n, h, w, C] float32,
+        tf.image.crop_and_resize's sampling on the box's feature map (mrcnn.backend).
+    boxes: [n, 4] normalized; box_indices: [n] int32 image index.
     Returns: [n, ph, pw, C] float32.
     """
     ph, pw = pool_shape
-    crop_and_resize = crop_and_resize_gather if gather else (
-        lambda f, b, i, size: tf.image.crop_and_resize(f, b, i, size, method="bilinear"))
     if mode == "crop_and_resize":
-        return crop_and_resize(feature_map, boxes, box_indices, (ph, pw))
+        return crop_and_resize(boxes, box_indices, (ph, pw))
     # "paper": s x s samples at the centres of the sub-bins of each bin, averaged. The sub-bin
     # centres of a box cut into (ph * s) x (pw * s) cells are a regular grid running from half a
     # cell inside each edge, which is what crop_and_resize samples on the shrunk box.
@@ -124,10 +59,18 @@ def _crop(feature_map, boxes, box_indices, pool_shape, mode, sampling_ratio, gat
     half_y = (y2 - y1) / (2.0 * cells_y)
     half_x = (x2 - x1) / (2.0 * cells_x)
     shrunk = ops.stack([y1 + half_y, x1 + half_x, y2 - half_y, x2 - half_x], axis=1)
-    samples = crop_and_resize(feature_map, shrunk, box_indices, (cells_y, cells_x))
+    samples = crop_and_resize(shrunk, box_indices, (cells_y, cells_x))
     channels = ops.shape(samples)[-1]
     samples = ops.reshape(samples, (-1, ph, s, pw, s, channels))
     return ops.mean(samples, axis=(2, 4))
+
+
+def __getattr__(name):
+    # crop_and_resize_gather moved to the TensorFlow side of the backend seam.
+    if name == "crop_and_resize_gather":
+        from mrcnn.backend.tensorflow import crop_and_resize_gather
+        return crop_and_resize_gather
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -176,9 +119,9 @@ class PyramidROIAlign(keras.layers.Layer):
         self.mode = mode
         self.implementation = implementation
         self.sampling_ratio = int(sampling_ratio)
-        # Data-dependent shapes (NMS / per-level partitions): keep Keras' jit_compile="auto"
-        # from compiling the model with XLA.
-        self.supports_jit = False
+        # TensorFlow's level partition has data-dependent shapes: keep Keras'
+        # jit_compile="auto" from compiling the model with XLA there (static on JAX).
+        self.supports_jit = backend.get().LAYERS_SUPPORT_JIT
 
     def call(self, inputs):
         boxes, image_meta, *feature_maps = inputs
@@ -186,7 +129,7 @@ class PyramidROIAlign(keras.layers.Layer):
         if len(feature_maps) != num_levels:
             raise ValueError(f"PyramidROIAlign expects {num_levels} feature maps (P2..P5), "
                              f"got {len(feature_maps)}")
-        boxes = tf.stop_gradient(ops.cast(boxes, "float32"))
+        boxes = ops.stop_gradient(ops.cast(boxes, "float32"))
         image_shape = parse_image_meta_graph(image_meta)["image_shape"][0]
         image_area = image_shape[0] * image_shape[1]
 
@@ -203,26 +146,14 @@ class PyramidROIAlign(keras.layers.Layer):
         # Image index of every flattened box.
         box_indices = ops.reshape(
             ops.repeat(ops.arange(batch, dtype="int32"), num_boxes), (-1,))
-        positions = ops.arange(ops.shape(flat_boxes)[0], dtype="int32")
 
-        if self.implementation == "gather":
-            pooled = 0.0
-            for level, feature_map in enumerate(feature_maps, start=MIN_LEVEL):
-                crops = _crop(ops.cast(feature_map, "float32"), flat_boxes, box_indices,
-                              self.pool_shape, self.mode, self.sampling_ratio, gather=True)
-                pooled = pooled + ops.where((levels == level)[:, None, None, None], crops, 0.0)
-            pooled = ops.where(finite[:, None, None, None], pooled, float("nan"))
-            channels = ops.shape(feature_maps[0])[-1]
-            return ops.reshape(pooled, (batch, num_boxes, *self.pool_shape, channels))
-        parts = tf.dynamic_partition(positions, levels - MIN_LEVEL, num_levels)
-        pooled = []
-        for part, feature_map in zip(parts, feature_maps):
-            level_boxes = tf.gather(flat_boxes, part)
-            level_indices = tf.gather(box_indices, part)
-            pooled.append(_crop(ops.cast(feature_map, "float32"), level_boxes, level_indices,
-                                self.pool_shape, self.mode, self.sampling_ratio))
-        # Put the crops back in the order of the flattened input boxes.
-        pooled = tf.dynamic_stitch(parts, pooled)
+        def pool(crop_and_resize, pool_boxes, pool_indices):
+            return _pool(crop_and_resize, pool_boxes, pool_indices, self.pool_shape, self.mode,
+                         self.sampling_ratio)
+
+        feature_maps = [ops.cast(feature_map, "float32") for feature_map in feature_maps]
+        pooled = backend.get().pyramid_roi_align(feature_maps, flat_boxes, box_indices, levels,
+                                                 MIN_LEVEL, pool, self.implementation)
         pooled = ops.where(finite[:, None, None, None], pooled, float("nan"))
         channels = ops.shape(feature_maps[0])[-1]
         return ops.reshape(pooled, (batch, num_boxes, *self.pool_shape, channels))
