@@ -31,6 +31,9 @@ JIT_COMPILE = True
 PROPOSAL_NMS_METHODS = ("standard", "graph")
 DETECTION_NMS_METHODS = ("standard", "graph")
 
+# A quiet NaN's bit pattern that float arithmetic never produces (its payload).
+_NEVER_BITS = 0x7FC0DEAD
+
 # Candidates handled per step of the NMS loop (a speed setting; results do not depend on it).
 NMS_TILE = 256
 
@@ -39,8 +42,24 @@ NMS_TILE = 256
 # Gathers and reductions
 
 def unfoldable_zero(x, dtype):
-    """A scalar 0 of ``dtype`` that depends on ``x`` (``any(|x| < 0)``); see the TF module."""
-    return jnp.any(jnp.abs(x) < 0).astype(dtype)
+    """A scalar 0 of ``dtype`` that XLA cannot fold: whether any element of ``x`` (float32)
+    has one particular NaN bit pattern, which no arithmetic makes (``any(|x| < 0)``, the
+    TensorFlow module's, XLA proves false)."""
+    bits = lax.bitcast_convert_type(jnp.asarray(x, jnp.float32), jnp.int32)
+    return jnp.any(bits == _NEVER_BITS).astype(dtype)
+
+
+def _rounded(value, like):
+    """``value`` (float32), rounded as it stands, in a form XLA and LLVM cannot rewrite.
+
+    XLA reassociates products with constants and LLVM contracts a * b + c into one fused
+    multiply-add, whose single rounding differs from TensorFlow's two. Passing a product
+    through a bitwise OR with a data-dependent zero (``unfoldable_zero`` of ``like``) makes
+    its rounded float32 value an input of whatever follows.
+    """
+    zero = unfoldable_zero(like, jnp.int32)
+    bits = lax.bitcast_convert_type(jnp.asarray(value, jnp.float32), jnp.int32) | zero
+    return lax.bitcast_convert_type(bits, jnp.float32)
 
 
 def batch_gather(values, indices, batch_dims=1):
@@ -88,6 +107,8 @@ def _nms_iou(a, b):
     inter = (jnp.maximum(jnp.minimum(a[..., 2], b[..., 2]) - jnp.maximum(a[..., 0], b[..., 0]), 0.0)
              * jnp.maximum(jnp.minimum(a[..., 3], b[..., 3]) - jnp.maximum(a[..., 1], b[..., 1]),
                            0.0))
+    # The product rounded before the sum (no fused multiply-add), as TensorFlow's kernel.
+    inter = _rounded(inter, a[..., 4])
     union = a[..., 4] + b[..., 4] - inter
     empty = (a[..., 4] <= 0.0) | (b[..., 4] <= 0.0)
     return jnp.where(empty, 0.0, inter / jnp.where(empty, 1.0, union))
@@ -115,8 +136,10 @@ def greedy_nms(boxes, scores, candidates, max_output_size, iou_threshold, classe
     ``max_output_size`` boxes are selected.
     """
     n = boxes.shape[0]
-    boxes = boxes.astype(jnp.float32)
-    scores = scores.astype(jnp.float32)
+    boxes = jnp.asarray(boxes, jnp.float32)
+    scores = jnp.asarray(scores, jnp.float32)
+    candidates = jnp.asarray(candidates, bool)
+    classes = None if classes is None else jnp.asarray(classes, jnp.int32)
     _, order = lax.top_k(scores, n)  # ties: lower index first, as TF's NMS visits them
     tile = max(1, min(int(tile), n))
     num_tiles = -(-n // tile)
@@ -247,8 +270,14 @@ def _bilinear_crops(flat, bases, heights, widths, boxes, crop_size):
     def grid(start, stop, size, scale):
         # [n, size] sample coordinates in TF's kernel's order of float operations.
         if size > 1:
-            step = (stop - start) * scale / float(size - 1)
-            return (start * scale)[:, None] + jnp.arange(size, dtype=jnp.float32)[None, :] * step[:, None]
+            # TF's order of float operations, each result rounded (see _rounded): XLA
+            # would otherwise fold (d * H) / (size - 1) into d * (H / (size - 1)) for a
+            # constant H and contract origin + i * step into a fused multiply-add; both
+            # round differently and move the last sample of a box ending on the border
+            # (y2 = 1, every clipped proposal) from the edge pixel (y = H - 1) to 0.
+            step = (stop - start) * scale / _rounded(jnp.float32(size - 1), start)
+            offsets = _rounded(jnp.arange(size, dtype=jnp.float32)[None, :] * step[:, None], start)
+            return _rounded((start * scale)[:, None], start) + offsets
         return (0.5 * (start + stop) * scale)[:, None]
 
     ys = grid(boxes[:, 0], boxes[:, 2], ph, hf)  # [n, ph]
