@@ -30,6 +30,9 @@ def parse_args(argv=None):
     parser.add_argument("--weights", default=None)
     parser.add_argument("--save-weights", default=None)
     parser.add_argument("--limit", type=int, default=None, help="at most this many photos")
+    parser.add_argument("--check-loading", action="store_true",
+                        help="with --weights: load it by name with exclude, and through a "
+                             "Keras .weights.h5 round trip, and write the weights instead")
     return parser.parse_args(argv)
 
 
@@ -96,6 +99,8 @@ def main(argv=None):
     if args.weights:
         model.load_weights(args.weights)
 
+    if args.check_loading:
+        return check_loading(model, args.weights, args.out)
     counter = CompileCounter() if keras.backend.backend() == "jax" else None
     arrays = {}
     names = []
@@ -119,6 +124,40 @@ def main(argv=None):
     for key, value in graph.items():
         arrays[key] = np.asarray(value, dtype=np.float32)
     np.savez_compressed(args.out, **arrays)
+
+
+EXCLUDED = ("mrcnn_class_logits", "mrcnn_bbox_fc", "mrcnn_mask")
+
+
+def check_loading(model, weights, out):
+    """Write (.npz) what loading gives: ``full_<layer>_<k>`` after load_weights(weights)
+    (already done), ``byname_<layer>_<k>`` for a fresh model after load_weights(weights,
+    by_name=True, exclude=EXCLUDED) with ``init_<layer>_<k>`` its weights before, and
+    ``keras_<layer>_<k>`` after a keras .weights.h5 save of the full model and a load into
+    the fresh one; ``excluded`` the report's excluded names."""
+    import keras
+    import numpy as np
+
+    from mrcnn.model import MaskRCNN
+    arrays = {}
+
+    def dump(prefix, keras_model):
+        for layer in keras_model.layers:
+            for k, value in enumerate(layer.get_weights()):
+                arrays[f"{prefix}_{layer.name}_{k}"] = np.asarray(value)
+
+    dump("full", model.keras_model)
+    keras.utils.set_random_seed(11)
+    fresh = MaskRCNN("inference", model.config, model.model_dir)
+    dump("init", fresh.keras_model)
+    report = fresh.load_weights(weights, by_name=True, exclude=list(EXCLUDED))
+    arrays["excluded"] = np.array(sorted(report["excluded"]))
+    dump("byname", fresh.keras_model)
+    path = os.path.join(os.path.dirname(os.path.abspath(out)), "roundtrip.weights.h5")
+    model.keras_model.save_weights(path)
+    fresh.load_weights(path)
+    dump("keras", fresh.keras_model)
+    np.savez(out, **arrays)
 
 
 if __name__ == "__main__":

@@ -27,10 +27,16 @@ def _run_worker(backend, out, *args):
 
 
 @pytest.fixture(scope="module")
-def answers(tmp_path_factory):
+def weights_file(tmp_path_factory):
+    """Path of the seeded random weights (matterport .h5 layout) TensorFlow writes."""
+    return str(tmp_path_factory.mktemp("parity_weights") / "weights.h5")
+
+
+@pytest.fixture(scope="module")
+def answers(tmp_path_factory, weights_file):
     """(TensorFlow's arrays, JAX's arrays) from tests/backend_worker.py."""
     folder = tmp_path_factory.mktemp("parity")
-    weights = str(folder / "weights.h5")
+    weights = weights_file
     tf_answers = _run_worker("tensorflow", str(folder / "tf.npz"), "--save-weights", weights)
     jax_answers = _run_worker("jax", str(folder / "jax.npz"), "--weights", weights)
     return tf_answers, jax_answers
@@ -124,3 +130,22 @@ def test_detect_compiles_once(answers):
     sizes = {tuple(tf_answers[f"shape_{i}"]) for i in range(len(tf_answers["names"]))}
     assert len(sizes) >= 3, sizes
     assert int(jax_answers["compilations"]) == 0
+
+
+def test_load_weights_on_jax(answers, weights_file, tmp_path):
+    # matterport .h5 by name with exclude, and a Keras .weights.h5 round trip, on JAX.
+    from tests.backend_worker import EXCLUDED
+    got = _run_worker("jax", str(tmp_path / "loading.npz"), "--weights", weights_file,
+                      "--check-loading")
+    assert sorted(str(n) for n in got["excluded"]) == sorted(EXCLUDED)
+    full = {k[5:]: v for k, v in got.items() if k.startswith("full_")}
+    assert len(full) > 100
+    for key, value in full.items():
+        layer = key.rsplit("_", 1)[0]
+        np.testing.assert_array_equal(got["keras_" + key], value, err_msg=key)
+        if layer in EXCLUDED:
+            np.testing.assert_array_equal(got["byname_" + key], got["init_" + key], err_msg=key)
+        else:
+            np.testing.assert_array_equal(got["byname_" + key], value, err_msg=key)
+    # The excluded layers really differ from the file (the check above could fail).
+    assert not np.array_equal(got["byname_mrcnn_class_logits_0"], full["mrcnn_class_logits_0"])
