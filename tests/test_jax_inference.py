@@ -127,8 +127,10 @@ def test_detect_compiles_once(answers):
     # JAX compiles per input shape; the molded size is fixed by the config, so detect() on
     # photos of many sizes compiles on the first call only.
     tf_answers, jax_answers = answers
-    sizes = {tuple(tf_answers[f"shape_{i}"]) for i in range(len(tf_answers["names"]))}
-    assert len(sizes) >= 3, sizes
+    count = len(tf_answers["names"])
+    sizes = {tuple(tf_answers[f"shape_{i}"]) for i in range(count)}
+    # skimage's three photos have three sizes; with the 29 demo images there are more.
+    assert len(sizes) >= (5 if count >= 20 else 3), sizes
     assert int(jax_answers["compilations"]) == 0
 
 
