@@ -1,0 +1,370 @@
+"""The files of an evaluation report: JSON, CSV, PNG figures and one HTML page.
+
+:func:`write` puts into one folder:
+
+==========================  ======================================================
+``metrics.json``            :meth:`mrcnn.report.Report.to_dict` and the PR curves
+``confusion.csv``           the confusion matrix (rows ground truth, columns predictions)
+``confusion.png``           the same as a heat map with counts
+``pr_curves.png``           pycocotools' precision-recall curve of each class, AP50 in
+                            the legend, the operating point of the score threshold marked
+``errors/NN_<name>.png``    the images with the most FP + FN: ground truth beside the
+                            predictions, misses, false detections and class swaps marked
+``detections.json``         every detection, COCO results format (RLE masks)
+``ground_truth.json``       the ground truth, COCO instances format
+``report.html``             one page showing all of it (relative links only: the folder
+                            can be moved or zipped)
+==========================  ======================================================
+
+Figures are drawn on ``matplotlib.figure.Figure`` objects (no pyplot state, no display).
+"""
+import csv
+import html
+import json
+import logging
+import os
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+MISS_COLOR = (0.9, 0.1, 0.1)
+FALSE_COLOR = (0.9, 0.1, 0.1)
+SWAP_COLOR = (1.0, 0.6, 0.0)
+MATCH_COLOR = (0.1, 0.7, 0.2)
+FILES = ("metrics.json", "confusion.csv", "confusion.png", "pr_curves.png",
+         "detections.json", "ground_truth.json", "report.html")
+
+
+def _save(fig, path, dpi=100):
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    return path
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def _write_json(data, path):
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, default=_json_default)
+    return path
+
+
+# ---------------------------------------------------------------------------- figures
+def confusion_figure(report):
+    """Heat map of ``report.confusion`` with the count in each cell; returns a Figure."""
+    from matplotlib.figure import Figure
+
+    labels = report.confusion_labels
+    matrix = report.confusion
+    size = max(4.0, 0.6 * len(labels) + 2.5)
+    fig = Figure(figsize=(size + 1.0, size))
+    ax = fig.add_subplot()
+    image = ax.imshow(matrix, cmap="Blues", interpolation="nearest")
+    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xlabel("prediction")
+    ax.set_ylabel("ground truth")
+    ax.set_title(f"Confusion at {report.iou_type} IoU {report.iou_threshold:g}, "
+                 f"score >= {report.score_threshold:g}")
+    top = matrix.max() if matrix.size else 0
+    for (row, col), count in np.ndenumerate(matrix):
+        if row == col == len(labels) - 1:
+            continue
+        ax.text(col, row, str(int(count)), ha="center", va="center", fontsize=9,
+                color="white" if top and count > top / 2 else "black")
+    return fig
+
+
+def pr_figure(report):
+    """pycocotools' PR curve of each class at IoU 0.5, AP50 in the legend; a Figure."""
+    from matplotlib.figure import Figure
+
+    from mrcnn.report import operating_point
+
+    fig = Figure(figsize=(7, 5.5))
+    ax = fig.add_subplot()
+    colors = _class_colors(len(report.class_names))
+    for row in report.per_class:
+        curve = report.curves[row["class_id"]]
+        if curve["AP50"] is None:
+            continue        # no ground truth: no curve
+        color = colors[row["class_id"]]
+        ax.plot(curve["recall"], np.maximum(curve["precision"], 0), color=color,
+                label=f"{row['name']} (AP50 {curve['AP50']:.3f})")
+        recall, precision = operating_point(curve, report.score_threshold)
+        ax.plot([recall], [precision], "o", color=color, markersize=6)
+    ax.set_xlim(0, 1.0)
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title(f"Precision-recall, {report.iou_type} IoU {report.iou_threshold:g} "
+                 f"(dots: score >= {report.score_threshold:g})")
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower left", fontsize=9)
+    return fig
+
+
+def _class_colors(count):
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if count <= 11 else "tab20"]
+    return [cmap(i % cmap.N)[:3] for i in range(-1, count - 1)]
+
+
+def _decode(annotation):
+    from pycocotools import mask as mask_utils
+
+    rle = dict(annotation["segmentation"])
+    rle["counts"] = rle["counts"].encode("ascii")
+    return mask_utils.decode(rle).astype(bool)
+
+
+def _draw(ax, image, items, title):
+    """Show ``image`` with masks and boxes; items: [(annotation, color, caption, dashed)]."""
+    from matplotlib import patches
+
+    from mrcnn.visualize import apply_mask
+
+    shown = image.astype(np.uint8).copy()
+    for ann, color, _, _ in items:
+        shown = apply_mask(shown, _decode(ann), color, alpha=0.35)
+    ax.imshow(shown)
+    for ann, color, caption, dashed in items:
+        x, y, w, h = ann["bbox"]
+        ax.add_patch(patches.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=color,
+                                       linewidth=2.5 if dashed else 1.2,
+                                       linestyle="--" if dashed else "-"))
+        ax.text(x, y - 2, caption, color="white", fontsize=8, va="bottom",
+                bbox={"facecolor": color, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
+    ax.set_title(title, fontsize=10, pad=14)
+    ax.axis("off")
+
+
+def error_figure(report, row, image):
+    """Ground truth (left) beside predictions >= threshold (right) of one image; a Figure.
+
+    row: one entry of ``report.images``. image: [H, W, 3] uint8 (grey is stacked).
+    Misses and false detections are red and dashed, class swaps orange and dashed.
+    """
+    from matplotlib.figure import Figure
+
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    image = image[..., :3]
+    names = report.class_names
+    (a0, a1), (d0, d1) = row["annotation_range"], row["detection_range"]
+    gts = report.ground_truth["annotations"][a0:a1]
+    dets = report.detections[d0:d1]
+    swapped_gt = {g: d for d, g in row["swaps"]}
+    swapped_dt = {d: g for d, g in row["swaps"]}
+    gt_items = []
+    for g, ann in enumerate(gts):
+        name = names[ann["category_id"]]
+        if ann["iscrowd"]:
+            gt_items.append((ann, (0.5, 0.5, 0.5), f"crowd {name}", False))
+        elif g in row["misses"]:
+            gt_items.append((ann, MISS_COLOR, f"MISS {name}", True))
+        elif g in swapped_gt:
+            gt_items.append((ann, SWAP_COLOR, f"{name} (called "
+                             f"{names[dets[swapped_gt[g]]['category_id']]})", True))
+        else:
+            gt_items.append((ann, MATCH_COLOR, name, False))
+    dt_items = []
+    for d, det in enumerate(dets):
+        if det["score"] < report.score_threshold:
+            continue
+        caption = f"{names[det['category_id']]} {det['score']:.2f}"
+        if d in row["on_crowd"]:
+            dt_items.append((det, (0.5, 0.5, 0.5), caption + " (on crowd)", False))
+        elif d in row["false_detections"]:
+            dt_items.append((det, FALSE_COLOR, "FP " + caption, True))
+        elif d in swapped_dt:
+            dt_items.append((det, SWAP_COLOR, f"SWAP {caption} (is "
+                             f"{names[gts[swapped_dt[d]]['category_id']]})", True))
+        else:
+            dt_items.append((det, MATCH_COLOR, caption, False))
+    height, width = image.shape[:2]
+    scale = 5.0 / max(height, width)
+    fig = Figure(figsize=(2 * width * scale + 0.6, height * scale + 0.8))
+    left, right = fig.subplots(1, 2)
+    _draw(left, image, gt_items, f"ground truth: {row['gt']}, {len(row['misses'])} missed")
+    _draw(right, image, dt_items, f"predictions: {row['detections']}, FP {row['FP']}, "
+                                  f"FN {row['FN']}")
+    fig.suptitle(os.path.basename(str(row["file_name"])), fontsize=10)
+    return fig
+
+
+# ---------------------------------------------------------------------------- the folder
+def write_confusion_csv(report, path):
+    """The confusion matrix as CSV: a header row of predictions, one row per ground truth."""
+    labels = report.confusion_labels
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["ground truth \\ prediction"] + labels)
+        for label, counts in zip(labels, report.confusion):
+            writer.writerow([label] + [int(c) for c in counts])
+    return path
+
+
+def write(report, out_dir, dataset=None, gallery=8, load_image=None):
+    """Write the report's files (see the module docstring) into ``out_dir``.
+
+    report: a :class:`mrcnn.report.Report`.
+    dataset: the Dataset the images come from (``load_image(row["reference"])``), or
+        None; load_image: a callable(row) -> [H, W, 3] image instead. Without either, the
+        gallery is left out.
+    gallery: how many error images to draw (the most FP + FN first); 0 for none.
+    Returns: {name: path} of the files written.
+    """
+    if isinstance(gallery, bool) or not isinstance(gallery, (int, np.integer)) or gallery < 0:
+        raise ValueError(f"gallery must be an integer >= 0, got {gallery!r}")
+    os.makedirs(out_dir, exist_ok=True)
+    paths = {name: os.path.join(out_dir, name) for name in FILES}
+    metrics = report.to_dict()
+    metrics["curves"] = {str(c["name"]): {
+        "AP50": report.curves[c["class_id"]]["AP50"],
+        "recall": report.curves[c["class_id"]]["recall"],
+        "precision": report.curves[c["class_id"]]["precision"]} for c in report.per_class}
+    _write_json(metrics, paths["metrics.json"])
+    _write_json(report.detections, paths["detections.json"])
+    _write_json(report.ground_truth, paths["ground_truth.json"])
+    write_confusion_csv(report, paths["confusion.csv"])
+    _save(confusion_figure(report), paths["confusion.png"])
+    _save(pr_figure(report), paths["pr_curves.png"])
+    if load_image is None and dataset is not None:
+        def load_image(row):
+            return dataset.load_image(row["reference"])
+    errors = []
+    if load_image is not None and gallery:
+        os.makedirs(os.path.join(out_dir, "errors"), exist_ok=True)
+        for k, row in enumerate(report.worst_images(gallery), start=1):
+            stem = os.path.splitext(os.path.basename(str(row["file_name"])))[0]
+            name = f"errors/{k:02d}_{_safe(stem)}.png"
+            _save(error_figure(report, row, load_image(row)), os.path.join(out_dir, name),
+                  dpi=90)
+            errors.append((name, row))
+    for name, _ in errors:
+        paths[name] = os.path.join(out_dir, name)
+    with open(paths["report.html"], "w", encoding="utf-8") as f:
+        f.write(render_html(report, errors))
+    logger.info("wrote the report to %s", out_dir)
+    return paths
+
+
+def _safe(text):
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)[:60] or "image"
+
+
+# ---------------------------------------------------------------------------- HTML
+_STYLE = """
+body { font-family: sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; }
+th, td { border: 1px solid #ccc; padding: 3px 8px; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+th { background: #f0f0f0; }
+img { max-width: 100%; border: 1px solid #ddd; }
+.figures { display: flex; flex-wrap: wrap; gap: 1em; align-items: flex-start; }
+.gallery img { display: block; margin-bottom: 1em; }
+.note { color: #666; font-size: 0.9em; }
+"""
+
+# Sets data-state="loaded", data-errors (script errors) and data-broken (images that do not
+# decode) on <body> once the page has loaded, so that a headless browser can check it.
+_CHECK_SCRIPT = """
+window.__errors = [];
+window.addEventListener("error", function (e) { window.__errors.push(String(e.message || e)); });
+window.addEventListener("load", function () {
+  var broken = [];
+  document.querySelectorAll("img").forEach(function (img) {
+    img.setAttribute("data-natural", img.naturalWidth + "x" + img.naturalHeight);
+    if (!img.complete || img.naturalWidth === 0) { broken.push(img.getAttribute("src")); }
+  });
+  document.body.setAttribute("data-broken", broken.join(" "));
+  document.body.setAttribute("data-errors", window.__errors.join(" | "));
+  document.body.setAttribute("data-state", "loaded");
+});
+"""
+
+
+def _fmt(value, digits=3):
+    if value is None:
+        return "&ndash;"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return html.escape(str(value))
+
+
+def _table(header, rows):
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{_fmt(v)}</td>" for v in row) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_html(report, errors=()):
+    """The report page as a str; errors: [(relative PNG path, image row)] of the gallery."""
+    from mrcnn.report import COCO_SUMMARY_NAMES
+
+    esc = html.escape
+    summary = _table(["metric"] + list(COCO_SUMMARY_NAMES),
+                     [[t] + [None if report.summary[t][n] == -1 else report.summary[t][n]
+                             for n in COCO_SUMMARY_NAMES]
+                      for t in ("bbox", "segm")])
+    per_class = _table(
+        ["class", "gt", "AP", "AP50", "AP75", "AP bbox", "AP50 bbox", "AP75 bbox", "TP", "FP",
+         "FN", "precision", "recall", "F1"],
+        [[c["name"], c["gt"], c["AP"], c["AP50"], c["AP75"], c["AP_bbox"], c["AP50_bbox"],
+          c["AP75_bbox"], c["TP"], c["FP"], c["FN"], c["precision"], c["recall"], c["F1"]]
+         for c in report.per_class])
+    labels = report.confusion_labels
+    confusion = _table(["ground truth \\ prediction"] + labels,
+                       [[label] + [int(v) for v in row]
+                        for label, row in zip(labels, report.confusion)])
+    gallery = "".join(
+        f'<figure><img class="error" src="{esc(name)}" alt="errors of {esc(str(row["file_name"]))}">'
+        f'<figcaption>{esc(str(row["file_name"]))}: FP {row["FP"]}, FN {row["FN"]}'
+        f'</figcaption></figure>' for name, row in errors) or \
+        '<p class="note">No image with errors (or the gallery was not asked for).</p>'
+    skipped = "".join(f"<li>{esc(str(s['file_name']))}: {esc(s['reason'])}</li>"
+                      for s in report.skipped)
+    skipped = f"<h2>Skipped images</h2><ul>{skipped}</ul>" if skipped else ""
+    links = " &middot; ".join(f'<a href="{n}">{n}</a>' for n in
+                              ("metrics.json", "confusion.csv", "detections.json",
+                               "ground_truth.json"))
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>mrcnn evaluation report</title>
+<style>{_STYLE}</style><script>{_CHECK_SCRIPT}</script></head>
+<body>
+<h1>Evaluation report</h1>
+<p>{len(report.images)} images, {len(report.skipped)} skipped, {len(report.detections)}
+detections. Counts at score &ge; {report.score_threshold:g} and {esc(report.iou_type)}
+IoU &ge; {report.iou_threshold:g}. Files: {links}.</p>
+<h2>COCO metrics (pycocotools)</h2>{summary}
+<p class="note">&ndash;: no ground truth in that size range (pycocotools' -1).</p>
+<h2>Per class</h2>{per_class}
+<p class="note">AP, AP50, AP75: pycocotools' per-category values (masks; "bbox": boxes).
+TP / FP / FN at the score threshold; a class swap is a FP of the predicted class and a FN
+of the true one.</p>
+<div class="figures">
+<div><h2>Confusion matrix</h2><img id="confusion" src="confusion.png" alt="confusion matrix">
+{confusion}</div>
+<div><h2>Precision-recall</h2><img id="pr-curves" src="pr_curves.png" alt="precision-recall curves"></div>
+</div>
+<h2>Error gallery</h2>
+<p class="note">Left: ground truth (red dashed: missed). Right: predictions (red dashed:
+false detection; orange: class swap).</p>
+<div class="gallery">{gallery}</div>
+{skipped}
+</body></html>
+"""
