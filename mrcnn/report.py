@@ -567,7 +567,7 @@ def report(model, dataset, image_ids=None, limit=None, score_threshold=0.5, iou_
     out_dir: None, or a folder to write the report into (:func:`mrcnn.report_files.write`).
     gallery: how many error images the written report shows.
     progress: None, or an object with ``step(count)`` (e.g. ``mrcnn.cli.Progress``),
-        called once per image (count 0 for a skipped one).
+        called as images are done (skipped ones included).
 
     Images that cannot be read (``load_image`` raises) are logged, skipped and listed in
     ``Report.skipped``. Images are read and detected one batch (``config.BATCH_SIZE``)
@@ -620,7 +620,7 @@ def report(model, dataset, image_ids=None, limit=None, score_threshold=0.5, iou_
             skipped.append({"reference": image_id, "file_name": _file_name(dataset, image_id),
                             "reason": f"{type(err).__name__}: {err}"})
             if progress is not None:
-                progress.step(0)
+                progress.step(1)
             continue
         batch.append((image_id, image, load_ground_truth(dataset, image_id, image.shape,
                                                          id_map)))
