@@ -647,6 +647,5 @@ def report(model, dataset, image_ids=None, limit=None, score_threshold=0.5, iou_
 
 
 def _file_name(dataset, image_id):
-    """The image's path (as the dataset knows it) or its reference."""
-    info = dataset.image_info[image_id]
-    return str(info.get("path") or dataset.image_reference(image_id) or image_id)
+    """The image's path as the dataset knows it, or "image_<internal id>"."""
+    return str(dataset.image_info[image_id].get("path") or f"image_{image_id}")
