@@ -16,7 +16,9 @@
                             can be moved or zipped)
 ==========================  ======================================================
 
-Figures are drawn on ``matplotlib.figure.Figure`` objects (no pyplot state, no display).
+The confusion matrix and the curves are drawn on ``matplotlib.figure.Figure`` objects (no
+pyplot state, no display); the gallery with PIL (a matplotlib figure per image would cost
+more than the rest of the report).
 """
 import csv
 import html
@@ -37,7 +39,7 @@ FILES = ("metrics.json", "confusion.csv", "confusion.png", "pr_curves.png",
 
 
 def _save(fig, path, dpi=100):
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    fig.savefig(path, dpi=dpi)
     return path
 
 
@@ -65,10 +67,10 @@ def confusion_figure(report):
     labels = report.confusion_labels
     matrix = report.confusion
     size = max(4.0, 0.6 * len(labels) + 2.5)
-    fig = Figure(figsize=(size + 1.0, size))
+    fig = Figure(figsize=(size + 1.0, size), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="Blues", interpolation="nearest")
-    fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    fig.colorbar(image, ax=ax, shrink=0.8)
     ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     ax.set_xlabel("prediction")
@@ -90,7 +92,7 @@ def pr_figure(report):
 
     from mrcnn.report import operating_point
 
-    fig = Figure(figsize=(7, 5.5))
+    fig = Figure(figsize=(7, 5.5), layout="constrained")
     ax = fig.add_subplot()
     colors = _class_colors(len(report.class_names))
     for row in report.per_class:
@@ -129,34 +131,56 @@ def _decode(annotation):
     return mask_utils.decode(rle).astype(bool)
 
 
-def _draw(ax, image, items, title):
-    """Show ``image`` with masks and boxes; items: [(annotation, color, caption, dashed)]."""
-    from matplotlib import patches
+def _font(size):
+    from PIL import ImageFont
 
-    from mrcnn.visualize import apply_mask
-
-    shown = image.astype(np.uint8).copy()
-    for ann, color, _, _ in items:
-        shown = apply_mask(shown, _decode(ann), color, alpha=0.35)
-    ax.imshow(shown)
-    for ann, color, caption, dashed in items:
-        x, y, w, h = ann["bbox"]
-        ax.add_patch(patches.Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=color,
-                                       linewidth=2.5 if dashed else 1.2,
-                                       linestyle="--" if dashed else "-"))
-        ax.text(x, y - 2, caption, color="white", fontsize=8, va="bottom",
-                bbox={"facecolor": color, "alpha": 0.8, "pad": 1, "edgecolor": "none"})
-    ax.set_title(title, fontsize=10, pad=14)
-    ax.axis("off")
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:               # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
 
 
-def error_figure(report, row, image):
-    """Ground truth (left) beside predictions >= threshold (right) of one image; a Figure.
+def _panel(image, items, title, scale):
+    """One panel: ``image`` with tinted masks, boxes and captions, a title above; PIL Image.
 
-    row: one entry of ``report.images``. image: [H, W, 3] uint8 (grey is stacked).
-    Misses and false detections are red and dashed, class swaps orange and dashed.
+    items: [(annotation, (r, g, b) floats, caption, emphasised)]; emphasised boxes are
+    drawn thicker. scale: integer upscaling (nearest) so that captions stay legible.
     """
-    from matplotlib.figure import Figure
+    from PIL import Image, ImageDraw
+
+    shown = image.astype(np.float32)
+    for ann, color, _, _ in items:
+        mask = _decode(ann)
+        shown[mask] = 0.65 * shown[mask] + 0.35 * 255.0 * np.asarray(color, np.float32)
+    shown = np.repeat(np.repeat(np.clip(shown, 0, 255).astype(np.uint8), scale, 0), scale, 1)
+    font = _font(13)
+    bar = 22
+    panel = Image.new("RGB", (shown.shape[1], shown.shape[0] + bar), "white")
+    panel.paste(Image.fromarray(shown), (0, bar))
+    draw = ImageDraw.Draw(panel)
+    draw.text((4, 4), title, fill="black", font=font)
+    for ann, color, caption, emphasised in items:
+        rgb = tuple(int(255 * c) for c in color)
+        x, y, w, h = (v * scale for v in ann["bbox"])
+        draw.rectangle([x, y + bar, x + w - 1, y + h - 1 + bar], outline=rgb,
+                       width=3 if emphasised else 1)
+        left, top, right, bottom = draw.textbbox((0, 0), caption, font=font)
+        height, width = bottom - top + 3, right - left + 4
+        ty = y + bar - height if y - height >= 0 else y + bar      # above the box, or inside
+        draw.rectangle([x, ty, x + width, ty + height], fill=rgb)
+        draw.text((x + 2 - left, ty + 1 - top), caption, fill="white", font=font)
+    return panel
+
+
+def error_image(report, row, image, min_side=360):
+    """Ground truth (left) beside predictions >= threshold (right) of one image.
+
+    row: one entry of ``report.images``. image: [H, W, 3] (or [H, W]) uint8.
+    Matched instances are green, misses and false detections red, class swaps orange
+    (thick boxes), crowd regions and detections on them grey. Images smaller than
+    ``min_side`` are enlarged (nearest neighbour). Returns: a PIL Image.
+    """
+    from PIL import Image, ImageDraw
 
     image = np.asarray(image)
     if image.ndim == 2:
@@ -176,8 +200,8 @@ def error_figure(report, row, image):
         elif g in row["misses"]:
             gt_items.append((ann, MISS_COLOR, f"MISS {name}", True))
         elif g in swapped_gt:
-            gt_items.append((ann, SWAP_COLOR, f"{name} (called "
-                             f"{names[dets[swapped_gt[g]]['category_id']]})", True))
+            called = names[dets[swapped_gt[g]]["category_id"]]
+            gt_items.append((ann, SWAP_COLOR, f"{name} (called {called})", True))
         else:
             gt_items.append((ann, MATCH_COLOR, name, False))
     dt_items = []
@@ -190,19 +214,22 @@ def error_figure(report, row, image):
         elif d in row["false_detections"]:
             dt_items.append((det, FALSE_COLOR, "FP " + caption, True))
         elif d in swapped_dt:
-            dt_items.append((det, SWAP_COLOR, f"SWAP {caption} (is "
-                             f"{names[gts[swapped_dt[d]]['category_id']]})", True))
+            truth = names[gts[swapped_dt[d]]["category_id"]]
+            dt_items.append((det, SWAP_COLOR, f"SWAP {caption} (is {truth})", True))
         else:
             dt_items.append((det, MATCH_COLOR, caption, False))
-    height, width = image.shape[:2]
-    scale = 5.0 / max(height, width)
-    fig = Figure(figsize=(2 * width * scale + 0.6, height * scale + 0.8))
-    left, right = fig.subplots(1, 2)
-    _draw(left, image, gt_items, f"ground truth: {row['gt']}, {len(row['misses'])} missed")
-    _draw(right, image, dt_items, f"predictions: {row['detections']}, FP {row['FP']}, "
-                                  f"FN {row['FN']}")
-    fig.suptitle(os.path.basename(str(row["file_name"])), fontsize=10)
-    return fig
+    scale = max(1, -(-min_side // max(image.shape[:2])))
+    left = _panel(image, gt_items, f"ground truth: {row['gt']}, {len(row['misses'])} missed",
+                  scale)
+    right = _panel(image, dt_items, f"predictions: {row['detections']}, FP {row['FP']}, "
+                                    f"FN {row['FN']}", scale)
+    head, gap = 24, 10
+    out = Image.new("RGB", (left.width + right.width + gap, left.height + head), "white")
+    out.paste(left, (0, head))
+    out.paste(right, (left.width + gap, head))
+    ImageDraw.Draw(out).text((4, 4), os.path.basename(str(row["file_name"])), fill="black",
+                             font=_font(14))
+    return out
 
 
 # ---------------------------------------------------------------------------- the folder
@@ -251,8 +278,7 @@ def write(report, out_dir, dataset=None, gallery=8, load_image=None):
         for k, row in enumerate(report.worst_images(gallery), start=1):
             stem = os.path.splitext(os.path.basename(str(row["file_name"])))[0]
             name = f"errors/{k:02d}_{_safe(stem)}.png"
-            _save(error_figure(report, row, load_image(row)), os.path.join(out_dir, name),
-                  dpi=90)
+            error_image(report, row, load_image(row)).save(os.path.join(out_dir, name))
             errors.append((name, row))
     for name, _ in errors:
         paths[name] = os.path.join(out_dir, name)

@@ -308,3 +308,45 @@ def test_report_modules_do_not_import_tensorflow():
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+class SyntheticBig:
+    """``count`` 512 x 512 images, 3 objects and 6 detections each, made on the fly."""
+
+    size = 512
+
+    def __init__(self, count):
+        self.count = count
+
+    def items(self):
+        rng = np.random.default_rng(0)
+        for _ in range(self.count):
+            masks = np.zeros((self.size, self.size, 9), dtype=bool)
+            for k in range(9):
+                y, x = rng.integers(0, 400, size=2)
+                masks[y:y + 100, x:x + 100, k] = True
+            rois = np.array([[0, 0, 100, 100]] * 6, dtype=np.int32)
+            yield masks[..., :3], np.array([1, 2, 3]), {
+                "rois": rois, "class_ids": np.array([1, 2, 3, 1, 2, 3]),
+                "scores": np.linspace(0.9, 0.4, 6), "masks": masks[..., 3:]}
+
+
+def _peak_bytes(count):
+    import tracemalloc
+
+    tracemalloc.start()
+    builder = rep.ReportBuilder(NAMES)
+    for gt_masks, gt_ids, result in SyntheticBig(count).items():
+        builder.add_image(gt_masks, gt_ids, result)
+    builder.finish()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
+
+
+def test_memory_stays_flat_masks_are_not_held():
+    one_image_masks = 512 * 512 * 9          # bytes of one image's bool masks
+    small, large = _peak_bytes(10), _peak_bytes(70)
+    # 60 more images may add their RLEs and pycocotools' tables, not their masks
+    # (holding them would add 60 * 2.4 MB).
+    assert large - small < 2 * one_image_masks, (small, large)
