@@ -261,12 +261,14 @@ class ReportBuilder:
         self.images.append({"id": image_id, "file_name": file_name or f"image_{image_id}",
                             "height": int(height), "width": int(width)})
         first_ann, first_det = len(self.annotations), len(self.detections)
-        for k, rle in enumerate(_rles(gt_masks)):
+        gt_rles = _rles(gt_masks)
+        if gt_rles:
+            areas, boxes = mask_utils.area(gt_rles), mask_utils.toBbox(gt_rles)
+        for k, rle in enumerate(gt_rles):
             self.annotations.append({
                 "id": len(self.annotations) + 1, "image_id": image_id,
                 "category_id": int(abs(gt_class_ids[k])), "iscrowd": int(gt_class_ids[k] < 0),
-                "area": float(mask_utils.area(rle)),
-                "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                "area": float(areas[k]), "bbox": [float(v) for v in boxes[k]],
                 "segmentation": _json_rle(rle)})
         for k, rle in enumerate(_rles(masks.astype(bool))):
             y1, x1, y2, x2 = (float(v) for v in rois[k])

@@ -39,7 +39,7 @@ FILES = ("metrics.json", "confusion.csv", "confusion.png", "pr_curves.png",
 
 
 def _save(fig, path, dpi=100):
-    fig.savefig(path, dpi=dpi)
+    fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 1})
     return path
 
 
@@ -54,8 +54,9 @@ def _json_default(value):
 
 
 def _write_json(data, path):
+    text = json.dumps(data, default=_json_default)     # the C encoder; json.dump is not
     with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, default=_json_default)
+        f.write(text)
     return path
 
 
@@ -278,7 +279,8 @@ def write(report, out_dir, dataset=None, gallery=8, load_image=None):
         for k, row in enumerate(report.worst_images(gallery), start=1):
             stem = os.path.splitext(os.path.basename(str(row["file_name"])))[0]
             name = f"errors/{k:02d}_{_safe(stem)}.png"
-            error_image(report, row, load_image(row)).save(os.path.join(out_dir, name))
+            error_image(report, row, load_image(row)).save(os.path.join(out_dir, name),
+                                                           compress_level=1)
             errors.append((name, row))
     for name, _ in errors:
         paths[name] = os.path.join(out_dir, name)
@@ -388,8 +390,10 @@ of the true one.</p>
 <div><h2>Precision-recall</h2><img id="pr-curves" src="pr_curves.png" alt="precision-recall curves"></div>
 </div>
 <h2>Error gallery</h2>
-<p class="note">Left: ground truth (red dashed: missed). Right: predictions (red dashed:
-false detection; orange: class swap).</p>
+<p class="note">The images with the most FP + FN. Left: ground truth (green: found; red,
+thick: missed; orange: detected as another class; grey: crowd). Right: predictions at score
+&ge; {report.score_threshold:g} (green: true; red, thick: false detection; orange: class
+swap; grey: on a crowd region, not counted).</p>
 <div class="gallery">{gallery}</div>
 {skipped}
 </body></html>
