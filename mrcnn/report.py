@@ -593,7 +593,10 @@ def report(model, dataset, image_ids=None, limit=None, score_threshold=0.5, iou_
     if not image_ids:
         raise ValueError("the dataset has no image to evaluate (it is empty)")
     builder = ReportBuilder(names, score_threshold=score_threshold, iou_type=iou_type)
-    batch_size = int(getattr(getattr(model, "config", None), "BATCH_SIZE", 1) or 1)
+    config = getattr(model, "config", None)
+    batch_size = int(getattr(config, "BATCH_SIZE", 1) or 1)
+    # Only "square" and "crop" molding give every image of a batch the same molded shape.
+    same_shape = getattr(config, "IMAGE_RESIZE_MODE", "square") not in ("square", "crop")
     skipped, detect_s, read_s = [], 0.0, 0.0
     started = time.perf_counter()
 
@@ -624,9 +627,12 @@ def report(model, dataset, image_ids=None, limit=None, score_threshold=0.5, iou_
             if progress is not None:
                 progress.step(1)
             continue
-        batch.append((image_id, image, load_ground_truth(dataset, image_id, image.shape,
-                                                         id_map)))
+        gt = load_ground_truth(dataset, image_id, image.shape, id_map)
         read_s += time.perf_counter() - t0
+        if batch and same_shape and image.shape != batch[0][1].shape:
+            run(batch)
+            batch = []
+        batch.append((image_id, image, gt))
         if len(batch) == batch_size:
             run(batch)
             batch = []

@@ -350,3 +350,38 @@ def test_memory_stays_flat_masks_are_not_held():
     # 60 more images may add their RLEs and pycocotools' tables, not their masks
     # (holding them would add 60 * 2.4 MB).
     assert large - small < 2 * one_image_masks, (small, large)
+
+
+def test_report_batches_by_batch_size_and_by_shape_when_molding_keeps_shapes():
+    class Sized(BoxDataset):
+        def load_image(self, image_id):
+            side = self.image_info[image_id]["side"]
+            return np.zeros((side, side, 3), dtype=np.uint8)
+
+        def load_mask(self, image_id):
+            side = self.image_info[image_id]["side"]
+            return np.zeros((side, side, 0), dtype=bool), np.zeros(0, np.int32)
+
+    class Recorder:
+        class_names = NAMES
+
+        def __init__(self, mode):
+            self.config = type("C", (), {"NUM_CLASSES": 4, "BATCH_SIZE": 2,
+                                         "IMAGE_RESIZE_MODE": mode})()
+            self.batches = []
+
+        def detect(self, images):
+            self.batches.append([im.shape[0] for im in images])
+            return [{"rois": np.zeros((0, 4)), "class_ids": np.zeros(0, int),
+                     "scores": np.zeros(0), "masks": np.zeros(im.shape[:2] + (0,), bool)}
+                    for im in images]
+
+    dataset = Sized(NAMES, [([], [])] * 5)
+    for info, side in zip(dataset.image_info, (64, 64, 32, 64, 64)):
+        info["side"] = side
+    for mode, expected in (("square", [[64, 64], [32, 64], [64]]),
+                           ("none", [[64, 64], [32], [64, 64]])):
+        model = Recorder(mode)
+        result = rep.report(model, dataset)
+        assert model.batches == expected, mode
+        assert [im["reference"] for im in result.images] == [0, 1, 2, 3, 4]
