@@ -318,6 +318,7 @@ def evaluate_main(args):
         dataset = convert.load_source(args)
     except (FileNotFoundError, ValueError) as err:
         raise cli_args.CliError(f"--from {args.from_format} {args.src}: {err}") from None
+    cli_args.quiet_tensorflow()     # a --config module may import TensorFlow
     config = inference_config(args)
     names = class_names(args.class_names, config.NUM_CLASSES) if args.class_names else None
     # Class names are checked before the model is built (usage errors come first).

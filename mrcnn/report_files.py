@@ -145,7 +145,8 @@ def _panel(image, items, title, scale):
     """One panel: ``image`` with tinted masks, boxes and captions, a title above; PIL Image.
 
     items: [(annotation, (r, g, b) floats, caption, emphasised)]; emphasised boxes are
-    drawn thicker. scale: integer upscaling (nearest) so that captions stay legible.
+    drawn thicker. scale: > 1 enlarges small images (nearest neighbour), < 1 shrinks large
+    ones, so that captions stay legible and files small.
     """
     from PIL import Image, ImageDraw
 
@@ -153,7 +154,11 @@ def _panel(image, items, title, scale):
     for ann, color, _, _ in items:
         mask = _decode(ann)
         shown[mask] = 0.65 * shown[mask] + 0.35 * 255.0 * np.asarray(color, np.float32)
-    shown = np.repeat(np.repeat(np.clip(shown, 0, 255).astype(np.uint8), scale, 0), scale, 1)
+    shown = Image.fromarray(np.clip(shown, 0, 255).astype(np.uint8))
+    if scale != 1:
+        size = (max(1, round(shown.width * scale)), max(1, round(shown.height * scale)))
+        shown = shown.resize(size, Image.NEAREST if scale > 1 else Image.BILINEAR)
+    shown = np.asarray(shown)
     font = _font(13)
     bar = 22
     panel = Image.new("RGB", (shown.shape[1], shown.shape[0] + bar), "white")
@@ -173,13 +178,14 @@ def _panel(image, items, title, scale):
     return panel
 
 
-def error_image(report, row, image, min_side=360):
+def error_image(report, row, image, min_side=360, max_side=640):
     """Ground truth (left) beside predictions >= threshold (right) of one image.
 
     row: one entry of ``report.images``. image: [H, W, 3] (or [H, W]) uint8.
     Matched instances are green, misses and false detections red, class swaps orange
     (thick boxes), crowd regions and detections on them grey. Images smaller than
-    ``min_side`` are enlarged (nearest neighbour). Returns: a PIL Image.
+    ``min_side`` are enlarged (nearest neighbour), larger than ``max_side`` shrunk.
+    Returns: a PIL Image.
     """
     from PIL import Image, ImageDraw
 
@@ -219,7 +225,8 @@ def error_image(report, row, image, min_side=360):
             dt_items.append((det, SWAP_COLOR, f"SWAP {caption} (is {truth})", True))
         else:
             dt_items.append((det, MATCH_COLOR, caption, False))
-    scale = max(1, -(-min_side // max(image.shape[:2])))
+    side = max(image.shape[:2])
+    scale = max(1, -(-min_side // side)) if side < min_side else min(1.0, max_side / side)
     left = _panel(image, gt_items, f"ground truth: {row['gt']}, {len(row['misses'])} missed",
                   scale)
     right = _panel(image, dt_items, f"predictions: {row['detections']}, FP {row['FP']}, "
