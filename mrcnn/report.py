@@ -291,19 +291,27 @@ class ReportBuilder:
                 "images": list(self.images), "annotations": list(self.annotations),
                 "categories": categories}
 
-    def _coco_eval(self, coco_gt, iou_type):
+    def _coco_results(self, coco_gt):
+        """The detections as a pycocotools COCO (one for both evaluations)."""
         from pycocotools.coco import COCO
+
+        if not self.detections:     # loadRes cannot take an empty list: an empty result set
+            coco_dt = COCO()
+            coco_dt.dataset = {"images": list(self.images), "annotations": [],
+                               "categories": coco_gt.dataset["categories"]}
+            with contextlib.redirect_stdout(io.StringIO()):
+                coco_dt.createIndex()
+            return coco_dt
+        with contextlib.redirect_stdout(io.StringIO()):
+            # loadRes adds keys to the dicts it gets (and numbers them 1.. in list order)
+            return coco_gt.loadRes([dict(d) for d in self.detections])
+
+    def _coco_eval(self, coco_gt, coco_dt, iou_type):
+        """An evaluated, accumulated and summarized COCOeval (its printing logged)."""
         from pycocotools.cocoeval import COCOeval
 
         printed = io.StringIO()     # pycocotools prints its progress and tables
         with contextlib.redirect_stdout(printed):
-            if self.detections:
-                coco_dt = coco_gt.loadRes([dict(d) for d in self.detections])
-            else:   # loadRes cannot take an empty list: an empty result set, same images
-                coco_dt = COCO()
-                coco_dt.dataset = {"images": list(self.images), "annotations": [],
-                                   "categories": coco_gt.dataset["categories"]}
-                coco_dt.createIndex()
             evaluator = COCOeval(coco_gt, coco_dt, iou_type)
             evaluator.params.imgIds = [im["id"] for im in self.images]
             evaluator.evaluate()
@@ -322,7 +330,8 @@ class ReportBuilder:
         started = time.perf_counter()
         ground_truth = self.ground_truth()
         coco_gt = coco_from_dict(ground_truth)
-        evaluators = {t: self._coco_eval(coco_gt, t) for t in ("bbox", "segm")}
+        coco_dt = self._coco_results(coco_gt)
+        evaluators = {t: self._coco_eval(coco_gt, coco_dt, t) for t in ("bbox", "segm")}
         summary = {t: {n: float(v) for n, v in zip(COCO_SUMMARY_NAMES, e.stats)}
                    for t, e in evaluators.items()}
         main = evaluators[self.iou_type]
