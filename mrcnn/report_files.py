@@ -67,22 +67,25 @@ def confusion_figure(report):
 
     labels = report.confusion_labels
     matrix = report.confusion
-    size = max(4.0, 0.6 * len(labels) + 2.5)
+    many = len(labels) > 25          # e.g. COCO's 80 classes: small type, zeros left blank
+    size = min(max(4.0, (0.25 if many else 0.6) * len(labels) + 2.5), 24.0)
+    fontsize = 5 if many else 9
     fig = Figure(figsize=(size + 1.0, size), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(matrix, cmap="Blues", interpolation="nearest")
     fig.colorbar(image, ax=ax, shrink=0.8)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
+    ax.set_xticks(range(len(labels)), labels, rotation=45 if not many else 90,
+                  ha="right" if not many else "center", fontsize=fontsize + 1)
+    ax.set_yticks(range(len(labels)), labels, fontsize=fontsize + 1)
     ax.set_xlabel("prediction")
     ax.set_ylabel("ground truth")
     ax.set_title(f"Confusion at {report.iou_type} IoU {report.iou_threshold:g}, "
                  f"score >= {report.score_threshold:g}")
     top = matrix.max() if matrix.size else 0
     for (row, col), count in np.ndenumerate(matrix):
-        if row == col == len(labels) - 1:
+        if row == col == len(labels) - 1 or (many and count == 0):
             continue
-        ax.text(col, row, str(int(count)), ha="center", va="center", fontsize=9,
+        ax.text(col, row, str(int(count)), ha="center", va="center", fontsize=fontsize,
                 color="white" if top and count > top / 2 else "black")
     return fig
 
@@ -93,7 +96,8 @@ def pr_figure(report):
 
     from mrcnn.report import operating_point
 
-    fig = Figure(figsize=(7, 5.5), layout="constrained")
+    columns = -(-len(report.per_class) // 24)      # legend columns beside the axes
+    fig = Figure(figsize=(7 + (2.6 * columns if columns > 1 else 0), 5.5), layout="constrained")
     ax = fig.add_subplot()
     colors = _class_colors(len(report.class_names))
     for row in report.per_class:
@@ -113,7 +117,10 @@ def pr_figure(report):
                  f"(dots: score >= {report.score_threshold:g})")
     ax.grid(True, alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="lower left", fontsize=9)
+        if columns > 1:
+            ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=6, ncols=columns)
+        else:
+            ax.legend(loc="lower left", fontsize=9)
     return fig
 
 
