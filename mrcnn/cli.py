@@ -5,12 +5,19 @@
     mrcnn detect --weights W ... --export FORMAT --out PATH      (same as mrcnn export)
     mrcnn export --weights W ... --format FORMAT --out PATH
     mrcnn convert --from labelme|via|instance-png|mask-folder SRC --to coco OUT  (#15)
+    mrcnn evaluate --weights W ... --from coco|labelme|via|instance-png|mask-folder SRC
+                   [--images DIR ...] --out DIR                                 (#24)
 
 INPUT is an image file, a folder (its image files, sorted) or a glob pattern. ``detect``
 writes one overlay PNG per image (``visualize.display_instances``) and, for the run,
 ``results.json`` (COCO results, RLE masks) and ``images.json`` (a COCO file with the images
 and categories, so that ``COCO("images.json").loadRes("results.json")`` works). Unreadable
 images are reported and skipped.
+
+``evaluate`` runs the model over annotated images (any format ``convert`` reads, or COCO)
+and writes the evaluation report (:mod:`mrcnn.report`, :mod:`mrcnn.report_files`):
+metrics.json, the confusion matrix (CSV, PNG), PR curves, an error gallery,
+detections.json, ground_truth.json and report.html; it prints the per-class table.
 
 Each subcommand is a pair ``add_parser(subparsers)`` / ``main(args)``; a new one is wired in
 with one line in ``SUBCOMMANDS`` below.
@@ -258,6 +265,86 @@ def export_model(args, format):
     return {"format": format, "out": path}
 
 
+# ---------------------------------------------------------------------------- evaluate
+def _score_threshold(text):
+    """argparse type of --score-threshold: a float in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text}")
+    return value
+
+
+def add_evaluate_parser(subparsers):
+    from mrcnn.datasets import convert
+    from mrcnn.report import IOU_TYPES
+
+    parser = subparsers.add_parser(
+        "evaluate", help="evaluation report of a model on annotated images",
+        description="Run the model over annotated images (COCO JSON + images, or any format "
+                    "of `mrcnn convert`) and write the evaluation report to --out: "
+                    "metrics.json, confusion matrix, PR curves, error gallery, "
+                    "detections.json, ground_truth.json, report.html. The model's classes "
+                    "(--class-names FILE, else the data's) are matched to the data's by name.")
+    add_model_arguments(parser)
+    convert.add_source_arguments(parser, formats=convert.SOURCE_FORMATS,
+                                 names_flag="--data-class-names")
+    parser.add_argument("--out", required=True, metavar="DIR", help="report folder")
+    parser.add_argument("--score-threshold", type=_score_threshold, default=0.5, metavar="S",
+                        help="score of the TP / FP / FN counts and the confusion matrix "
+                             "(default 0.5)")
+    parser.add_argument("--iou-type", choices=IOU_TYPES, default="segm",
+                        help="IoU of the counts and curves: masks (segm) or boxes (bbox)")
+    parser.add_argument("--gallery", type=int, default=8, metavar="N",
+                        help="error images to draw, the most FP + FN first (default 8)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N",
+                        help="evaluate the first N images only")
+    parser.set_defaults(func=evaluate_main)
+    return parser
+
+
+def evaluate_main(args):
+    """Run ``mrcnn evaluate``; returns a summary dict (the table is printed)."""
+    from mrcnn.datasets import convert
+    from mrcnn.report import report
+
+    for flag, value in (("--gallery", args.gallery), ("--limit", args.limit)):
+        if value is not None and value < (0 if flag == "--gallery" else 1):
+            raise cli_args.CliError(f"{flag} must be >= {0 if flag == '--gallery' else 1}, "
+                                    f"got {value}")
+    try:
+        dataset = convert.load_source(args)
+    except (FileNotFoundError, ValueError) as err:
+        raise cli_args.CliError(f"--from {args.from_format} {args.src}: {err}") from None
+    cli_args.quiet_tensorflow()     # a --config module may import TensorFlow
+    config = inference_config(args)
+    names = class_names(args.class_names, config.NUM_CLASSES) if args.class_names else None
+    # Class names are checked before the model is built (usage errors come first).
+    from mrcnn.report import model_class_names
+    probe = type("Probe", (), {"config": config})()
+    try:
+        model_class_names(probe, dataset, names)
+    except ValueError as err:
+        raise cli_args.CliError(str(err)) from None
+    _, model = build_inference_model(args)
+    count = len(dataset.image_ids) if args.limit is None else min(args.limit,
+                                                                   len(dataset.image_ids))
+    progress = Progress(count)
+    result = report(model, dataset, limit=args.limit, score_threshold=args.score_threshold,
+                    iou_type=args.iou_type, class_names=names, out_dir=args.out,
+                    gallery=args.gallery, progress=progress)
+    progress.close()
+    print(result.table())
+    if result.skipped:
+        print(f"{len(result.skipped)} image(s) skipped (unreadable): "
+              + ", ".join(str(s["file_name"]) for s in result.skipped))
+    print(f"wrote {os.path.join(args.out, 'report.html')}")
+    return {"images": len(result.images), "skipped": len(result.skipped), "out": args.out,
+            "segm_AP": result.summary["segm"]["AP"], "bbox_AP": result.summary["bbox"]["AP"]}
+
+
 # ---------------------------------------------------------------------------- main
 def add_convert_parser(subparsers):
     """``convert``: annotations (labelme, VIA, instance PNGs, mask folders) to COCO (#15)."""
@@ -270,12 +357,13 @@ SUBCOMMANDS = [
     ("detect", add_detect_parser),
     ("export", add_export_parser),
     ("convert", add_convert_parser),
+    ("evaluate", add_evaluate_parser),
 ]
 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="mrcnn",
-                                     description="Mask R-CNN: detect, export, convert.")
+                                     description="Mask R-CNN: detect, export, convert, evaluate.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for _, add in SUBCOMMANDS:

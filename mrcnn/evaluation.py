@@ -11,6 +11,10 @@
 * :func:`dsb2018_score` / :func:`dsb2018_metric`: the Kaggle 2018 Data Science Bowl
   metric (per image, the mean over IoU thresholds of TP / (TP + FP + FN)).
 
+* :func:`report` (from :mod:`mrcnn.report`): the evaluation report: per-class AP (pycocotools),
+  TP / FP / FN, a confusion matrix, PR curves and an error gallery, optionally written
+  as files and one HTML page.
+
 These are matterport-style per-image mAP numbers (mean over images of each image's
 AP), quick to compute on a validation subset. For COCO's official metrics use
 :func:`mrcnn.coco.evaluate_coco`.
@@ -23,6 +27,7 @@ import keras
 import numpy as np
 
 from mrcnn import utils
+from mrcnn.report import Report, ReportBuilder, report  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ Command line (from the repository root)::
 
     python samples/shapes.py train                      # ~12 min on 2 CPU cores, then evaluates
     python samples/shapes.py train --epochs 20 --logs logs --weights last
-    python samples/shapes.py evaluate --weights last [--limit 100]
+    python samples/shapes.py evaluate --weights last [--limit 100] [--report DIR]
     python samples/shapes.py detect --weights last --out detections.png
 
 ``train`` writes ``<logs>/shapes<YYYYmmddTHHMM>/mask_rcnn_shapes_<epoch>.h5`` each epoch and,
@@ -256,6 +256,9 @@ def _build_parser():
     evaluate = sub.add_parser("evaluate", help="mAP@0.5 and mAP@[.5:.95] on held-out images")
     common(evaluate, weights_required=True)
     evaluate.add_argument("--limit", type=int, help="held-out images (default 100)")
+    evaluate.add_argument("--report", metavar="DIR",
+                          help="also write the evaluation report (per-class AP, confusion "
+                               "matrix, PR curves, error gallery, report.html) to DIR")
 
     detect = sub.add_parser("detect", help="draw detections on a held-out image")
     common(detect, weights_required=True)
@@ -359,13 +362,20 @@ def cmd_train(args):
 
 
 def cmd_evaluate(args):
-    """Print mAP@0.5 and mAP@[.5:.95] on held-out images."""
+    """Print mAP@0.5 and mAP@[.5:.95] on held-out images; with --report, write the report."""
     check_positive("--limit", args.limit)
     weights_path = resolve_weights(args.weights, args.logs, args.small)
     model, small = _load_inference_model(weights_path, args.logs, args.small)
     limit = args.limit or _settings(small)["eval_limit"]
     print(f"Evaluating {weights_path} on {limit} held-out images")
     _print_scores(evaluate_model(model, limit))
+    if args.report:
+        from mrcnn.evaluation import report
+
+        dataset = make_dataset(limit, TEST_SEED, size=int(model.config.IMAGE_MAX_DIM))
+        result = report(model, dataset, out_dir=args.report)
+        print(result.table())
+        print(f"Report written to {os.path.join(args.report, 'report.html')}")
     return 0
 
 

@@ -174,6 +174,16 @@ def test_evaluate_and_detect_on_the_last_checkpoint(trained_logs, tmp_path, caps
     assert 0.0 <= scores["mAP"] <= scores["mAP50"] <= 1.0
     assert re.search(r"images\s+2\b", output)
 
+    report_dir = tmp_path / "report"
+    assert main(["evaluate", "--weights", "last", "--logs", str(logs), "--limit", "3",
+                 "--report", str(report_dir)]) == 0
+    output = capsys.readouterr().out
+    metrics = json.loads((report_dir / "metrics.json").read_text())
+    assert metrics["images"] == 3
+    assert [c["name"] for c in metrics["per_class"]] == ["square", "circle", "triangle"]
+    assert (report_dir / "report.html").stat().st_size > 1000
+    assert re.search(r"^square\s+\d+ ", output, re.M), output
+
     picture = tmp_path / "out" / "detect.png"
     assert main(["detect", "--weights", "last", "--logs", str(logs), "--out", str(picture)]) == 0
     assert picture.stat().st_size > 1000

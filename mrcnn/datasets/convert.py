@@ -17,11 +17,14 @@ the conversion unless --skip-malformed (then each is a warning). Exit status: 0 
 """
 import argparse
 import logging
+import os
 import sys
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("labelme", "via", "instance-png", "mask-folder")
+# What ``mrcnn evaluate`` reads: the formats above and COCO instances JSON.
+SOURCE_FORMATS = ("coco",) + FORMATS
 
 
 def add_parser(subparsers):
@@ -30,9 +33,7 @@ def add_parser(subparsers):
         "convert", help="convert annotations to a COCO instances JSON",
         description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--from", dest="from_format", required=True, choices=FORMATS,
-                        help="annotation format of SRC")
-    parser.add_argument("src", metavar="SRC", help="annotations (see above)")
+    add_source_arguments(parser)
     parser.add_argument("--to", dest="to_format", required=True, choices=("coco",),
                         help="output format")
     parser.add_argument("out", metavar="OUT", help="the COCO JSON file to write")
@@ -40,19 +41,36 @@ def add_parser(subparsers):
                         help="COCO segmentation kind (default rle: exact masks)")
     parser.add_argument("--image-root", metavar="DIR",
                         help="folder the COCO file names are relative to")
+    parser.set_defaults(func=main)
+    return parser
+
+
+def add_source_arguments(parser, formats=FORMATS, names_flag="--class-names"):
+    """The flags that name annotations to read: ``--from FORMAT SRC`` and the options of
+    each format. Shared by ``mrcnn convert`` and ``mrcnn evaluate``.
+
+    formats: the accepted --from values (``SOURCE_FORMATS`` adds "coco": a COCO JSON
+        file, its images in --images DIR or beside it).
+    names_flag: the flag of the labelme / via class list (``mrcnn evaluate`` names it
+        --data-class-names, its --class-names being the model's); dest
+        ``source_class_names`` either way.
+    """
+    parser.add_argument("--from", dest="from_format", required=True, choices=formats,
+                        help="annotation format of SRC")
+    parser.add_argument("src", metavar="SRC", help="annotations (see above)")
     parser.add_argument("--skip-malformed", action="store_true",
                         help="skip malformed entries with a warning instead of failing")
     parser.add_argument("--class-name", metavar="NAME",
                         help="the one class (via without --class-attribute, instance-png "
                              "without --class-map, mask-folder); default 'object'")
-    parser.add_argument("--class-names", metavar="A,B,...",
+    parser.add_argument(names_flag, dest="source_class_names", metavar="A,B,...",
                         help="labelme / via: the expected classes, in id order")
     parser.add_argument("--class-attribute", metavar="ATTR",
                         help="via: the region attribute that names the class")
     parser.add_argument("--class-map", metavar="V=NAME,...",
                         help="instance-png: class of each pixel value, e.g. 1=cat,2=dog")
     parser.add_argument("--images", metavar="DIR",
-                        help="via: image folder (default: the JSON's folder)")
+                        help="via, coco: image folder (default: the JSON's folder)")
     parser.add_argument("--masks", metavar="DIR", help="instance-png: the instance PNG folder")
     parser.add_argument("--image-pattern", metavar="GLOB",
                         help="instance-png / mask-folder: glob of the images; labelme: "
@@ -60,8 +78,7 @@ def add_parser(subparsers):
     parser.add_argument("--mask-pattern", metavar="PATTERN",
                         help="instance-png: one image's PNG in --masks ({stem}); mask-folder: "
                              "glob of one image's masks ({stem}, {image_dir}, {image_rel_dir})")
-    parser.set_defaults(func=main)
-    return parser
+    parser.set_defaults(source_class_names_flag=names_flag)
 
 
 def _names(text):
@@ -91,29 +108,38 @@ def load_source(args):
 
     strict = not args.skip_malformed
     kind = args.from_format
-    unused = {"labelme": ("class_name", "class_attribute", "class_map", "images", "masks",
+    unused = {"coco": ("class_name", "source_class_names", "class_attribute", "class_map",
+                       "masks", "image_pattern", "mask_pattern"),
+              "labelme": ("class_name", "class_attribute", "class_map", "images", "masks",
                           "mask_pattern"),
               "via": ("class_map", "masks", "image_pattern", "mask_pattern"),
               "instance-png": ("class_attribute", "images"),
-              "mask-folder": ("class_names", "class_attribute", "class_map", "images",
+              "mask-folder": ("source_class_names", "class_attribute", "class_map", "images",
                               "masks")}[kind]
-    given = [f"--{name.replace('_', '-')}" for name in unused if getattr(args, name) is not None]
+    flags = {"source_class_names": getattr(args, "source_class_names_flag", "--class-names")}
+    given = [flags.get(name, f"--{name.replace('_', '-')}") for name in unused
+             if getattr(args, name) is not None]
     if given:
         raise ValueError(f"{', '.join(given)} do(es) not apply to --from {kind}")
+    if kind == "coco":
+        dataset = datasets.CocoDataset()
+        dataset.load_coco(args.src, args.images or os.path.dirname(os.path.abspath(args.src)))
+        dataset.prepare()
+        return dataset
     if kind == "labelme":
         return datasets.LabelmeDataset.from_folder(
-            args.src, class_names=_names(args.class_names),
+            args.src, class_names=_names(args.source_class_names),
             pattern=args.image_pattern or "*.json", strict=strict)
     if kind == "via":
         return datasets.ViaDataset.from_file(
             args.src, image_dir=args.images, class_name=args.class_name or "object",
-            class_attribute=args.class_attribute, class_names=_names(args.class_names),
+            class_attribute=args.class_attribute, class_names=_names(args.source_class_names),
             strict=strict)
     if kind == "instance-png":
         if not args.masks:
             raise ValueError("--from instance-png needs --masks DIR (the instance PNGs)")
         class_map = _class_map(args.class_map)
-        names = _names(args.class_names)
+        names = _names(args.source_class_names)
         if class_map is None and names is None:
             names = [args.class_name or "object"]
         elif args.class_name is not None:
