@@ -531,7 +531,7 @@ def detections_to_coco_results(dataset, image_id, result_dict):
                               result_dict.get("masks"), keypoints=result_dict.get("keypoints"))
 
 
-def _json_default(value):
+def json_default(value):
     """JSON encoder fallback for NumPy scalars, arrays and bytes."""
     if isinstance(value, np.integer):
         return int(value)
@@ -557,7 +557,7 @@ def write_results_json(results, path):
     fd, tmp = tempfile.mkstemp(prefix=".coco_results_", suffix=".json.tmp", dir=folder)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(list(results), f, default=_json_default)
+            json.dump(list(results), f, default=json_default)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

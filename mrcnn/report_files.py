@@ -28,6 +28,8 @@ import os
 
 import numpy as np
 
+from mrcnn.coco import json_default as _json_default
+
 logger = logging.getLogger(__name__)
 
 MISS_COLOR = (0.9, 0.1, 0.1)
@@ -41,16 +43,6 @@ FILES = ("metrics.json", "confusion.csv", "confusion.png", "pr_curves.png",
 def _save(fig, path, dpi=100):
     fig.savefig(path, dpi=dpi, pil_kwargs={"compress_level": 1})
     return path
-
-
-def _json_default(value):
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to JSON")
 
 
 def _write_json(data, path):
