@@ -333,12 +333,19 @@ def make_sequence(dataset, config, shuffle=True, augmentation=None, no_augmentat
             return (dict(zip(input_names(self.config), arrays)),)
 
         def on_epoch_begin(self):
-            # Keras calls on_epoch_begin once at the start of each epoch's batches (and
-            # on_epoch_end also once before training starts), so epochs are counted here.
+            self._begun = True
+
+        def on_epoch_end(self):
+            # Epochs are counted at their end: Keras' adapter starts the loading threads of
+            # an epoch before it calls on_epoch_begin, so a count there races with them
+            # (the first items of an epoch could take the previous epoch's ids and random
+            # draws); on_epoch_end comes after the threads stopped. Keras also calls
+            # on_epoch_end once before the first epoch begins: only an end that follows a
+            # begin counts.
             if self._begun:
                 self.epoch += 1
                 self.start, self.steps = 0, full_steps
-            self._begun = True
+            self._begun = False
 
     return _Sequence()
 
