@@ -286,7 +286,7 @@ class BatchPlan:
 
 
 def make_sequence(dataset, config, shuffle=True, augmentation=None, no_augmentation_sources=None,
-                  steps=None, seed=0, workers=2, epoch=0, start=0):
+                  steps=None, seed=0, workers=2, epoch=0, start=0, replica=0, replicas=1):
     """A keras.utils.PyDataset of training batches, loaded by ``workers`` threads.
 
     Each item is ``(inputs,)`` with inputs a dict keyed by INPUT_NAMES. Item ``i`` of the
@@ -296,6 +296,10 @@ def make_sequence(dataset, config, shuffle=True, augmentation=None, no_augmentat
     steps: batches of a full epoch (default: enough to see every image once).
     start: first step of the first epoch (a resumed run); that epoch has steps - start items,
     and the following epochs are not produced (use a new sequence).
+    replica, replicas: this process's share of a global batch of ``replicas`` * BATCH_SIZE
+        images (several JAX processes, each feeding its devices): the BatchPlan slice
+        ``replica`` with the generator batch_rng(seed, epoch, step, replica, replicas).
+        The default (0, 1) is the whole batch.
     Threads, not processes: TensorFlow is already running, and forking it can hang.
     """
     import keras
@@ -304,6 +308,11 @@ def make_sequence(dataset, config, shuffle=True, augmentation=None, no_augmentat
     full_steps = int(steps or max(1, math.ceil(len(dataset.image_ids) / batch_size)))
     if not 0 <= start < full_steps:
         raise ValueError(f"start must be in [0, {full_steps}), got {start!r}")
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        raise ValueError(f"replicas must be an integer >= 1, got {replicas!r}")
+    if isinstance(replica, bool) or not isinstance(replica, int) or not 0 <= replica < replicas:
+        raise ValueError(f"replica must be an integer in [0, {replicas}), got {replica!r}")
+    share = replica if replicas > 1 else None
 
     class _Sequence(keras.utils.PyDataset):
         def __init__(self):
@@ -312,7 +321,8 @@ def make_sequence(dataset, config, shuffle=True, augmentation=None, no_augmentat
             self.config = config
             self.anchors = AnchorCache(config)
             self.batch_size = batch_size
-            self.plan = BatchPlan(dataset.image_ids, full_steps, batch_size, 1, seed, shuffle)
+            self.plan = BatchPlan(dataset.image_ids, full_steps, batch_size, replicas, seed,
+                                  shuffle)
             self.start = start
             self.steps = full_steps - start
             self.epoch = epoch
@@ -322,12 +332,13 @@ def make_sequence(dataset, config, shuffle=True, augmentation=None, no_augmentat
             return self.steps
 
         def batch_image_ids(self, index):
-            return self.plan.ids(self.epoch, self.start + index)
+            return self.plan.ids(self.epoch, self.start + index, share)
 
         def __getitem__(self, index):
             step = self.start + index
-            arrays = build_batch(self.dataset, self.config, self.plan.ids(self.epoch, step),
-                                 self.anchors, batch_rng(seed, self.epoch, step),
+            arrays = build_batch(self.dataset, self.config,
+                                 self.plan.ids(self.epoch, step, share), self.anchors,
+                                 batch_rng(seed, self.epoch, step, replica, replicas),
                                  augmentation=augmentation,
                                  no_augmentation_sources=no_augmentation_sources)
             return (dict(zip(input_names(self.config), arrays)),)

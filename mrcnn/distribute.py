@@ -2,11 +2,25 @@
 
 TensorFlow uses tf.distribute and JAX keras.distribution (mrcnn.backend holds both).
 
-One machine, several GPUs: ``GPU_COUNT > 1`` gives a MirroredStrategy over the first
-GPU_COUNT GPUs. Several machines: set ``TF_CONFIG`` on each (see the README) and every
+TensorFlow. One machine, several GPUs: ``GPU_COUNT > 1`` gives a MirroredStrategy over the
+first GPU_COUNT GPUs. Several machines: set ``TF_CONFIG`` on each (see the README) and every
 process gets a MultiWorkerMirroredStrategy; each worker then feeds BATCH_SIZE images a step
 (IMAGES_PER_GPU per replica), the global batch being BATCH_SIZE * workers. A strategy
 passed to ``MaskRCNN(..., strategy=...)`` wins over both.
+
+JAX. One machine: ``GPU_COUNT > 1`` gives a ``keras.distribution.DataParallel`` over the
+first GPU_COUNT local devices (on a CPU, ``XLA_FLAGS=--xla_force_host_platform_device_count=N``
+makes N devices). The model and its optimizer are built, and ``fit`` runs, in the
+distribution's scope; the PyDataset feeds the global batch of BATCH_SIZE images and Keras
+splits it over the devices, so each device takes IMAGES_PER_GPU images; the losses are means
+over the global batch (the same arithmetic as one device taking all BATCH_SIZE images, up to
+the rounding of the sharded sums). Several machines: call ``initialize_jax_distributed()``
+in every process before building the model (Keras reads KERAS_DISTRIBUTION_JOB_ADDRESSES,
+KERAS_DISTRIBUTION_NUM_PROCESSES and KERAS_DISTRIBUTION_PROCESS_ID, or the arguments); the
+model then trains under a DataParallel over every process's devices, process 0 writes the
+checkpoints and logs, and each process feeds BATCH_SIZE images a step (its share of the
+global batch, BATCH_SIZE * processes). ``strategy=keras.distribution.DataParallel(...)``
+(or any keras.distribution.Distribution) wins over both. Not tested across hosts here.
 """
 import json
 import logging
@@ -65,8 +79,8 @@ def is_chief(strategy):
 
 def worker_replicas(strategy):
     """(replicas fed separately by the input pipeline, input pipelines) of a strategy:
-    (1, 1) without one, and on JAX, where the pipeline feeds the global batch and Keras
-    shards it over the devices."""
+    (1, 1) without one; on JAX (processes, processes), each process feeding BATCH_SIZE
+    images a step that Keras splits over its devices."""
     from mrcnn import backend
     return backend.get().worker_replicas(strategy)
 

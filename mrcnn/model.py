@@ -568,11 +568,13 @@ class MaskRCNN:
                 train_data, val_data = inputs.make(first_epoch, last_epoch, first_step)
                 checkpoints.start_step = first_step
                 inputs.start_step = first_step
-                segment = self.keras_model.fit(
-                    train_data, initial_epoch=first_epoch, epochs=last_epoch,
-                    steps_per_epoch=config.STEPS_PER_EPOCH - first_step, callbacks=callbacks,
-                    validation_data=val_data, validation_steps=inputs.validation_steps,
-                    shuffle=False, verbose=verbose if chief else 0)
+                with backend.get().training_scope(self.strategy):
+                    segment = self.keras_model.fit(
+                        train_data, initial_epoch=first_epoch, epochs=last_epoch,
+                        steps_per_epoch=config.STEPS_PER_EPOCH - first_step,
+                        callbacks=callbacks, validation_data=val_data,
+                        validation_steps=inputs.validation_steps, shuffle=False,
+                        verbose=verbose if chief else 0)
                 history = _merge_history(history, segment)
                 if guard.message or self.keras_model.stop_training:
                     break

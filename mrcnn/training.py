@@ -457,7 +457,9 @@ class TrainingInputs:
     image ids and random draws of a step depend on (epoch, step, replica) only, so a run
     resumed at a step sees the batches the uninterrupted run would have seen, and the
     PyDataset and tf.data pipelines give the same batches on one replica.
-    Each replica takes IMAGES_PER_GPU images a step (BATCH_SIZE without a strategy).
+    Each replica takes IMAGES_PER_GPU images a step (BATCH_SIZE without a strategy) on
+    TensorFlow; on JAX the pipeline feeds BATCH_SIZE images a step and keras.distribution
+    splits them over the devices (mrcnn.backend's pipeline_batch).
     """
 
     TRAIN_SEED, VALIDATION_SEED = 0, 10_000
@@ -475,7 +477,7 @@ class TrainingInputs:
         self.no_augmentation_sources = no_augmentation_sources
         self.workers = workers
         self.replicas, self.input_pipelines = worker_replicas(self.strategy)
-        per_replica = config.IMAGES_PER_GPU if self.strategy is not None else config.BATCH_SIZE
+        per_replica = backend.get().pipeline_batch(config, self.strategy)
         self.plan = BatchPlan(train_dataset.image_ids, config.STEPS_PER_EPOCH, per_replica,
                               self.replicas, seed=self.TRAIN_SEED)
         self.validation_steps = None
@@ -508,16 +510,20 @@ class TrainingInputs:
         config = self.config
         if self.pipeline == "pydataset":
             threads = self.workers or max(1, min(4, os.cpu_count() or 1))
+            # Several JAX processes: each feeds its share of the global batch.
+            shard = {"replica": backend.get().pipeline_index(self.strategy),
+                     "replicas": self.replicas}
             train = make_sequence(self.train_dataset, config, shuffle=True,
                                   augmentation=self.augmentation,
                                   no_augmentation_sources=self.no_augmentation_sources,
                                   steps=config.STEPS_PER_EPOCH, seed=self.TRAIN_SEED,
-                                  workers=threads, epoch=first_epoch, start=first_step)
+                                  workers=threads, epoch=first_epoch, start=first_step,
+                                  **shard)
             val = None
             if self.val_plan is not None:
                 val = make_sequence(self.val_dataset, config, shuffle=True,
                                     steps=config.VALIDATION_STEPS, seed=self.VALIDATION_SEED,
-                                    workers=threads, epoch=first_epoch)
+                                    workers=threads, epoch=first_epoch, **shard)
             return train, val
         train = self._tf_data(self.train_dataset, self.plan, first_epoch, last_epoch, first_step,
                               self.augmentation)

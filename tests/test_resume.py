@@ -59,6 +59,34 @@ def test_batch_plan_shards_global_batches():
     assert plan.ids(0, 0) != plan.ids(1, 0)
 
 
+def test_pydataset_shares_of_a_global_batch():
+    """Two processes (replicas=2) feed the two halves of the global batch of BatchPlan: the
+    image ids of its slices and the tf.data pipeline's replica generators
+    (batch_rng(seed, epoch, step, replica, 2)); replicas=1 is the whole batch."""
+    from mrcnn.data import AnchorCache, batch_rng, build_batch, input_names
+    config = TinyConfig()
+    dataset = BlobDataset(count=6, max_objects=2)
+    plan = BatchPlan(dataset.image_ids, 3, config.BATCH_SIZE, 2, seed=0)
+    shares = [make_sequence(dataset, config, steps=3, seed=0, workers=1, epoch=1, replica=r,
+                            replicas=2) for r in (0, 1)]
+    for step in range(3):
+        assert shares[0].batch_image_ids(step) + shares[1].batch_image_ids(step) == \
+            plan.ids(1, step)
+        for replica, share in enumerate(shares):
+            assert share.batch_image_ids(step) == plan.ids(1, step, replica)
+    (item,) = shares[1][2]
+    expected = build_batch(dataset, config, plan.ids(1, 2, 1), AnchorCache(config),
+                           batch_rng(0, 1, 2, 1, 2))
+    assert item["input_rpn_bbox"].shape[0] == config.BATCH_SIZE
+    for name, array in zip(input_names(config), expected):
+        np.testing.assert_array_equal(item[name], array, err_msg=name)
+    whole = make_sequence(dataset, config, steps=3, seed=0, workers=1, epoch=1)
+    assert whole.batch_image_ids(0) == BatchPlan(dataset.image_ids, 3, config.BATCH_SIZE, 1,
+                                                 seed=0).ids(1, 0)
+    with pytest.raises(ValueError, match=r"replica must be an integer in \[0, 2\), got 2"):
+        make_sequence(dataset, config, steps=3, replica=2, replicas=2)
+
+
 def test_tf_data_pipeline_equals_pydataset_and_resumes_mid_epoch():
     """One replica: the tf.data elements are the PyDataset's items, array for array; a
     pipeline started at (epoch 1, step 1) yields what the full one yields there."""

@@ -20,6 +20,14 @@ pyramid_roi_align      each box pooled from its pyramid level
 num_replicas,          the data-parallel replicas of the current strategy and the sum
 all_reduce_sum         of gradients over them
 sgd_update             one (momentum) SGD step on a variable
+make_strategy          the data-parallel distribution of training (or None)
+is_chief               whether this process writes checkpoints and logs
+worker_replicas        (replicas fed separately, input pipelines) of a distribution
+pipeline_batch         images the input pipeline feeds a replica (or the process) a step
+pipeline_index         which share of the global batch this process's PyDataset feeds
+training_scope         the context fit() runs in (JAX: the distribution's scope)
+sync_model_state       the trainer's in-epoch state written back to the variables
+training_pipeline      the input pipeline train() uses ("pydataset" or "tf.data")
 gpu_count              accelerators the backend sees
 make_predictor         the fast inference callable of an inference model
 =====================  =============================================================

@@ -437,8 +437,29 @@ def is_chief(strategy):
 
 
 def worker_replicas(strategy):
-    """(1, 1): the pipeline feeds the whole (per-process) batch; Keras shards it."""
-    return 1, 1
+    """(processes, processes): each process's pipeline feeds its own share of the global
+    batch (BATCH_SIZE images; Keras splits it over the process's devices); (1, 1) in one
+    process."""
+    return jax.process_count(), jax.process_count()
+
+
+def pipeline_index(strategy):
+    """This process's share of the global batch: jax.process_index()."""
+    return jax.process_index()
+
+
+def pipeline_batch(config, strategy):
+    """Images the input pipeline feeds a step: BATCH_SIZE (IMAGES_PER_GPU * GPU_COUNT), with
+    or without a distribution; keras.distribution splits it over the devices."""
+    return config.BATCH_SIZE
+
+
+def training_scope(strategy):
+    """The context ``fit`` runs in: the distribution's scope (Keras reads the process's
+    distribution when fit builds its train function and at each step, to shard the batch
+    and the state over the devices), or a null context without one."""
+    import contextlib
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 def sync_model_state(keras_model):

@@ -592,6 +592,25 @@ def worker_replicas(strategy):
     return strategy.num_replicas_in_sync, pipelines
 
 
+def pipeline_index(strategy):
+    """0: the PyDataset feeds the whole batch (it runs without a strategy only; tf.data
+    shards itself by input context)."""
+    return 0
+
+
+def pipeline_batch(config, strategy):
+    """Images one replica's input takes a step: IMAGES_PER_GPU under a strategy (tf.data
+    feeds each replica), BATCH_SIZE without one."""
+    return config.IMAGES_PER_GPU if strategy is not None else config.BATCH_SIZE
+
+
+def training_scope(strategy):
+    """The context ``fit`` runs in: a null context (Keras' TensorFlow trainer uses the
+    strategy the model was built under)."""
+    import contextlib
+    return contextlib.nullcontext()
+
+
 def sync_model_state(keras_model):
     """Nothing to do: TensorFlow's trainer updates the model's variables in place."""
 
