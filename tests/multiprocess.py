@@ -19,12 +19,16 @@ def worker_command(out, role, *args):
 
 
 class Processes:
-    """Start processes with logs in ``folder``; kill every one still running on exit."""
+    """Start processes with logs in ``folder``; kill every one still running on exit.
 
-    def __init__(self, folder):
+    timeout: seconds all of them may take together (default TIMEOUT).
+    """
+
+    def __init__(self, folder, timeout=None):
         self.folder = folder
         self.started = []
-        self.deadline = time.monotonic() + TIMEOUT
+        self.timeout = TIMEOUT if timeout is None else float(timeout)
+        self.deadline = time.monotonic() + self.timeout
 
     def start(self, name, command, env=None):
         environ = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
@@ -45,7 +49,7 @@ class Processes:
         try:
             code = process.wait(timeout=self.remaining())
         except subprocess.TimeoutExpired:
-            raise AssertionError(f"{process.log_name} still running after {TIMEOUT:.0f} s "
+            raise AssertionError(f"{process.log_name} still running after {self.timeout:.0f} s "
                                  f"(MRCNN_MULTIPROCESS_TIMEOUT)\n{self.log_tail(process)}")
         if code != 0:
             raise AssertionError(f"{process.log_name} exited with {code}\n{self.log_tail(process)}")
@@ -57,7 +61,7 @@ class Processes:
                 raise AssertionError(f"{process.log_name} exited with {process.returncode} "
                                      f"before writing {path}\n{self.log_tail(process)}")
             if time.monotonic() > self.deadline:
-                raise AssertionError(f"{path} not written within {TIMEOUT:.0f} s")
+                raise AssertionError(f"{path} not written within {self.timeout:.0f} s")
             time.sleep(0.2)
 
     def log_tail(self, process, lines=30):
