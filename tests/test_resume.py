@@ -87,6 +87,30 @@ def test_pydataset_shares_of_a_global_batch():
         make_sequence(dataset, config, steps=3, replica=2, replicas=2)
 
 
+def test_pydataset_epoch_is_counted_before_the_next_epoch_loads():
+    """Keras' adapter starts an epoch's loading threads before it calls on_epoch_begin, and
+    calls on_epoch_end once before the first epoch: the items of epoch e + 1 must be epoch
+    e + 1's as soon as epoch e has ended, whatever on_epoch_begin's timing (it was counted
+    there, and the first items of an epoch could take the previous epoch's batches)."""
+    config = TinyConfig()
+    dataset = BlobDataset(count=6, max_objects=1)
+    plan = BatchPlan(dataset.image_ids, 2, config.BATCH_SIZE, 1, seed=0)
+    sequence = make_sequence(dataset, config, steps=2, seed=0, workers=1, epoch=3, start=1)
+    sequence.on_epoch_end()  # Keras' reset before the first epoch: not an epoch
+    assert len(sequence) == 1 and sequence.batch_image_ids(0) == plan.ids(3, 1)
+    sequence.on_epoch_begin()
+    assert sequence.batch_image_ids(0) == plan.ids(3, 1)
+    sequence.on_epoch_end()
+    # Epoch 4 is whole; its items are right before on_epoch_begin is called.
+    assert len(sequence) == 2
+    assert [sequence.batch_image_ids(i) for i in range(2)] == [plan.ids(4, 0), plan.ids(4, 1)]
+    sequence.on_epoch_begin()
+    sequence.on_epoch_end()
+    sequence.on_epoch_end()  # a second end without a begin counts nothing
+    assert sequence.batch_image_ids(0) == plan.ids(5, 0)
+    assert plan.ids(4, 0) != plan.ids(5, 0)
+
+
 def test_tf_data_pipeline_equals_pydataset_and_resumes_mid_epoch():
     """One replica: the tf.data elements are the PyDataset's items, array for array; a
     pipeline started at (epoch 1, step 1) yields what the full one yields there."""
