@@ -332,9 +332,11 @@ def quiet_tensorflow(level="2"):
 
     Sets TF_CPP_MIN_LOG_LEVEL (unless the user did) to ``level`` ("2": no INFO or WARNING
     lines from TensorFlow's C++ side, e.g. grappler's "Error in PredictCost()" warnings), then
-    imports TensorFlow and lists the devices with stderr captured, and passes on only the lines
-    that are not its start-up notes (oneDNN, cuda drivers, cuInit, CPU instructions). Does
-    nothing more when TensorFlow is already imported. Entry points call it, not the library.
+    imports Keras and, on Keras' TensorFlow backend, TensorFlow and lists the devices, with
+    stderr captured, and passes on only the lines that are not TensorFlow's start-up notes
+    (oneDNN, cuda drivers, cuInit, CPU instructions). On another Keras backend (JAX) it
+    imports no TensorFlow, which need not be installed there. Does nothing more when
+    TensorFlow is already imported. Entry points call it, not the library.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", str(level))
     if "tensorflow" in sys.modules:
@@ -344,8 +346,10 @@ def quiet_tensorflow(level="2"):
     with tempfile.TemporaryFile() as capture:
         os.dup2(capture.fileno(), 2)
         try:
-            import tensorflow as tf
-            tf.config.list_physical_devices()
+            import keras  # on Keras' TensorFlow backend this starts TensorFlow
+            if keras.backend.backend() == "tensorflow":
+                import tensorflow as tf
+                tf.config.list_physical_devices()
         finally:
             sys.stderr.flush()
             os.dup2(saved, 2)

@@ -1,0 +1,42 @@
+"""Make ``import tensorflow`` fail in this process, as on an install without TensorFlow.
+
+Python imports ``sitecustomize`` at start-up from the first folder of ``sys.path`` that has
+one; a test puts this folder first on the PYTHONPATH of a subprocess, so the finder below is
+in place before anything (Keras included) can import TensorFlow. Every name ``tensorflow``
+or ``tensorflow.*`` (and the TensorFlow-only ``tf_keras``) then raises ModuleNotFoundError,
+``importlib.util.find_spec`` raises the same error for them (where the wheel is truly
+absent it returns None, so code that probes must handle both: catch ImportError).
+Each refused name is appended to the file named by MRCNN_TF_BLOCK_LOG, when it is set, so
+that a test can say who asked.
+"""
+import os
+import sys
+import traceback
+
+BLOCKED = ("tensorflow", "tf_keras")
+
+
+class _NoTensorFlow:
+    """A sys.meta_path finder that refuses the blocked top-level packages."""
+
+    @staticmethod
+    def _blocked(fullname):
+        top = fullname.partition(".")[0]
+        return top in BLOCKED
+
+    def find_spec(self, fullname, path=None, target=None):
+        if not self._blocked(fullname):
+            return None
+        log = os.environ.get("MRCNN_TF_BLOCK_LOG")
+        if log:
+            # The innermost frames outside importlib: who asked for the module.
+            stack = [f for f in traceback.extract_stack()[:-1]
+                     if "importlib" not in f.filename and "<frozen" not in f.filename]
+            where = " <- ".join(f"{f.filename}:{f.lineno}" for f in reversed(stack[-3:]))
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(f"{fullname}\t{where}\n")
+        raise ModuleNotFoundError(f"No module named {fullname!r} (blocked by "
+                                  f"tests/no_tensorflow/sitecustomize.py)", name=fullname)
+
+
+sys.meta_path.insert(0, _NoTensorFlow())
