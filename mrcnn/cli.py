@@ -258,7 +258,16 @@ def add_export_parser(subparsers):
 
 
 def export_model(args, format):
-    """Build the model of the flags and export it to ``args.out``."""
+    """Build the model of the flags and export it to ``args.out``.
+
+    On a Keras backend other than TensorFlow it stops first, with a CliError naming it."""
+    cli_args.quiet_tensorflow()
+    from mrcnn import backend
+    from mrcnn.export import require_tensorflow
+    try:
+        require_tensorflow(format)
+    except backend.BackendError as err:
+        raise cli_args.CliError(str(err)) from None
     _, model = build_inference_model(args)
     path = model.export(args.out, format=format)
     print(f"exported {format} to {path}")

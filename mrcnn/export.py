@@ -393,6 +393,7 @@ def serving_model(inference_model, config, resize_dtype="float64"):
         mrcnn.float64, mask pasting in float32)."""
     if resize_dtype not in ("float64", "emulated"):
         raise ValueError(f"resize_dtype must be 'float64' or 'emulated', got {resize_dtype!r}")
+    require_tensorflow("a serving model")
     return _serving_model_class()(inference_model, config, resize_dtype,
                                   name="mask_rcnn_serving")
 
@@ -441,8 +442,10 @@ def export_model(inference_model, config, path, format="tf_saved_model"):
         opset 17, needs the ``[onnx]`` extra: tf2onnx, onnx) or "litert" (a .tflite file
         with batch 1, TFLite builtin ops only: ``ai_edge_litert`` runs it).
     Returns ``path``.
+    Raises mrcnn.backend.BackendError on a Keras backend other than TensorFlow.
     """
     check_format(format)
+    require_tensorflow(format)
     method = getattr(config, "IMAGE_RESIZE_METHOD", "exact")
     if method != "exact":
         import warnings
@@ -476,6 +479,14 @@ def check_format(format):
     """Raise ValueError naming ``format`` unless it is one of FORMATS."""
     if format not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+
+
+def require_tensorflow(format):
+    """Raise mrcnn.backend.BackendError unless Keras runs on TensorFlow: every format is
+    written from a traced TensorFlow graph (SavedModel; tf2onnx; the TFLite converter)."""
+    from mrcnn import backend
+    backend.require("tensorflow", f"export to {format!r} (mrcnn.export, MaskRCNN.export, "
+                                  f"mrcnn export)")
 
 
 def _require(*modules):

@@ -355,12 +355,14 @@ class MaskRCNN:
         LiteRT) and returns boxes [batch, N, (y1, x1, y2, x2)] int32 pixels, class_ids
         [batch, N] int32, scores [batch, N] float32, num_detections [batch] int32 and masks
         [batch, N, H, W] uint8; molding and unmolding run inside (see mrcnn.export).
-        Returns ``path``.
+        Returns ``path``. Raises mrcnn.backend.BackendError on a Keras backend other than
+        TensorFlow (all three formats are written from TensorFlow graphs).
         """
         from mrcnn import export
         if self.mode != "inference":
             raise ValueError("export() needs a model built with mode='inference'")
         export.check_format(format)
+        export.require_tensorflow(format)
         twin = export.exportable_model(self.keras_model, self.config,
                                        graph_nms=format in export.GRAPH_NMS_FORMATS)
         return export.export_model(twin, self.config, path, format=format)

@@ -29,8 +29,6 @@ import logging
 import time
 
 import numpy as np
-import tensorflow as tf
-from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 from mrcnn.config import check_positive_int
 
@@ -58,10 +56,17 @@ class Predictor:
 
     Call with images: [batch, H, W, C] float32 molded images and metas: [batch,
     META_SIZE] float32; returns the model's outputs as NumPy arrays, in output order.
+    TensorFlow backend only: on another Keras backend the constructor raises
+    mrcnn.backend.BackendError (importing the module imports no TensorFlow).
     """
 
     def __init__(self, keras_model, freeze=True, max_frozen_shapes=2, freeze_after=None,
                  freeze_cost_ratio=FREEZE_COST_RATIO, freeze_gain=FREEZE_GAIN):
+        from mrcnn import backend
+        backend.require("tensorflow", "mrcnn.predictor.Predictor (a traced TensorFlow graph "
+                                      "with frozen weights; on JAX, detect() compiles the model "
+                                      "with mrcnn.backend.jax_predictor)")
+        import tensorflow as tf
         check_positive_int("max_frozen_shapes", max_frozen_shapes)
         if freeze_after is not None:
             check_positive_int("freeze_after", freeze_after)
@@ -106,6 +111,7 @@ class Predictor:
         return self._fingerprint_fn().numpy()
 
     def __call__(self, images, metas):
+        import tensorflow as tf
         images = tf.convert_to_tensor(np.asarray(images, dtype=np.float32))
         metas = tf.convert_to_tensor(np.asarray(metas, dtype=np.float32))
         function = self._frozen_function(images, metas) if self.freeze else None
@@ -133,6 +139,9 @@ class Predictor:
         return self.freeze_gain * self._seconds_with_fingerprint >= cost
 
     def _frozen_function(self, images, metas):
+        import tensorflow as tf
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2)
         key = (tuple(images.shape), tuple(metas.shape))
         self._shapes_seen.add(key)
         if len(self._shapes_seen) > self.max_frozen_shapes:

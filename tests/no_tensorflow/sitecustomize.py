@@ -6,8 +6,9 @@ in place before anything (Keras included) can import TensorFlow. Every name ``te
 or ``tensorflow.*`` (and the TensorFlow-only ``tf_keras``) then raises ModuleNotFoundError,
 ``importlib.util.find_spec`` raises the same error for them (where the wheel is truly
 absent it returns None, so code that probes must handle both: catch ImportError).
-Each refused name is appended to the file named by MRCNN_TF_BLOCK_LOG, when it is set, so
-that a test can say who asked.
+Each refused name is appended to the file named by MRCNN_TF_BLOCK_LOG, when it is set, with
+the functions that asked (innermost first) and their file:line, tab-separated, so that a test
+can say who asked.
 """
 import os
 import sys
@@ -29,12 +30,15 @@ class _NoTensorFlow:
             return None
         log = os.environ.get("MRCNN_TF_BLOCK_LOG")
         if log:
-            # The innermost frames outside importlib: who asked for the module.
+            # The innermost frames outside importlib: who asked for the module (function
+            # names first, then file:line).
             stack = [f for f in traceback.extract_stack()[:-1]
                      if "importlib" not in f.filename and "<frozen" not in f.filename]
-            where = " <- ".join(f"{f.filename}:{f.lineno}" for f in reversed(stack[-3:]))
+            inner = list(reversed(stack[-3:]))
+            names = ",".join(f.name for f in inner)
+            where = " <- ".join(f"{f.filename}:{f.lineno}" for f in inner)
             with open(log, "a", encoding="utf-8") as f:
-                f.write(f"{fullname}\t{where}\n")
+                f.write(f"{fullname}\t{names}\t{where}\n")
         raise ModuleNotFoundError(f"No module named {fullname!r} (blocked by "
                                   f"tests/no_tensorflow/sitecustomize.py)", name=fullname)
 
