@@ -6,6 +6,8 @@ in place before anything (Keras included) can import TensorFlow. Every name ``te
 or ``tensorflow.*`` (and the TensorFlow-only ``tf_keras``) then raises ModuleNotFoundError,
 ``importlib.util.find_spec`` raises the same error for them (where the wheel is truly
 absent it returns None, so code that probes must handle both: catch ImportError).
+MRCNN_BLOCK_MODULES (comma-separated top-level names, e.g. "pycocotools,albumentations")
+blocks more packages the same way, to check what a machine without them can run.
 Each refused name is appended to the file named by MRCNN_TF_BLOCK_LOG, when it is set, with
 the functions that asked (innermost first) and their file:line, tab-separated, so that a test
 can say who asked.
@@ -14,7 +16,8 @@ import os
 import sys
 import traceback
 
-BLOCKED = ("tensorflow", "tf_keras")
+BLOCKED = ("tensorflow", "tf_keras") + tuple(
+    name for name in os.environ.get("MRCNN_BLOCK_MODULES", "").split(",") if name)
 
 
 class _NoTensorFlow:
