@@ -1,7 +1,10 @@
 """Install mrcnn: Mask R-CNN for TensorFlow 2 and Keras 3.
 
 CPU and GPU users both get the ``tensorflow`` wheel (on Linux it runs on the CPU
-and, with the ``[gpu]`` extra, pulls the CUDA libraries from PyPI). See README.
+and, with the ``[gpu]`` extra, pulls the CUDA libraries from PyPI). The ``[jax]`` extra adds
+JAX (CPU) for Keras' JAX backend; requirements-jax.txt lists what a JAX-only install
+without TensorFlow needs (``pip install -r requirements-jax.txt && pip install --no-deps
+-e .``). See README, "Backends / JAX".
 """
 import os
 
@@ -37,6 +40,10 @@ setup(
         # install beside numpy 2 / protobuf 7 without changing them.
         "onnx": ["tf2onnx>=1.17", "onnx>=1.17", "onnxruntime>=1.20"],
         "litert": ["ai-edge-litert>=2.0"],
+        # Keras' JAX backend (KERAS_BACKEND=jax): CPU wheels; "jax-cuda" for NVIDIA GPUs.
+        # Tested with JAX 0.10 (CPU) and 0.11 (CUDA 13).
+        "jax": ["jax[cpu]>=0.10"],
+        "jax-cuda": ["jax[cuda13]>=0.10"],
         "dev": [
             "pytest>=8",
             "pytest-xdist>=3.5",

@@ -1,6 +1,7 @@
 """Inference benchmark: seconds per image of MaskRCNN.detect on a real photo.
 
     python bench/infer.py --backbone resnet101 --image-size 1024 --batch 1 --precision float32
+    python bench/infer.py --backend jax ...     # Keras' JAX backend (detect() jit-compiled)
 
 Prints one JSON object: median / min / max seconds per image over --runs timed runs
 after --warmup untimed ones, the parameter count, and the settings. Weights are random
@@ -25,10 +26,14 @@ between sessions, so only same-process ratios compare):
   the model's arithmetic at the machine's matmul rate. Winograd's algorithm does fewer
   multiplications than the model's nominal count ("executed_gflops_per_batch"), so a
   ratio below 1 is possible.
+The baselines are TensorFlow graphs (frozen weights, TensorFlow's profiler): on the JAX
+backend they are skipped (the JSON says so), and --inter-op-threads is refused. detect()
+returns NumPy arrays, so each timed call has waited for the device on either backend.
 """
 import argparse
 import contextlib
 import json
+import logging
 import os
 import platform
 import statistics
@@ -41,10 +46,15 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 
 PRECISIONS = {"float32": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 IMAGES = ("astronaut", "coffee", "chelsea")
+BACKENDS = ("tensorflow", "jax")
+logger = logging.getLogger("bench.infer")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=BACKENDS,
+                        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+                        help="Keras backend (default: $KERAS_BACKEND, else tensorflow)")
     parser.add_argument("--backbone", default="resnet101", choices=["resnet50", "resnet101"])
     parser.add_argument("--image-size", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=1)
@@ -73,14 +83,26 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not 1 <= args.detections <= 100:
         raise SystemExit(f"--detections must be in 1..100, got {args.detections}")
+    tensorflow = select_backend(args.backend)
+    if not tensorflow:
+        if args.inter_op_threads:
+            raise SystemExit("--inter-op-threads sets TensorFlow's thread pool: not on "
+                             f"--backend {args.backend}")
+        if not args.no_baseline:
+            logger.warning("the same-process baselines (frozen and direct-convolution graphs, "
+                           "FLOP floor by TensorFlow's profiler) need TensorFlow: skipped on "
+                           "--backend %s", args.backend)
+            args.no_baseline = True
     import numpy as np
     import skimage.data
-    import tensorflow as tf
 
-    if args.inter_op_threads:
-        tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
+    if tensorflow:
+        import tensorflow as tf
+        if args.inter_op_threads:
+            tf.config.threading.set_inter_op_parallelism_threads(args.inter_op_threads)
 
     from mrcnn.config import Config
     from mrcnn.model import MaskRCNN
@@ -175,17 +197,19 @@ def main(argv=None):
         "build_s": build_s,
         "first_call_s": first_calls_s[0],
         "second_call_s": first_calls_s[1],
-        "frozen_weights": bool(model._predict_fn.freezes),
+        "frozen_weights": bool(getattr(model._predict_fn, "freezes", 0)),
         "winograd_layers": len(winograd_layers),
         "params": int(model.keras_model.count_params()),
-        "tensorflow": tf.__version__,
+        **backend_facts(),
         "cpu_count": os.cpu_count(),
-        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "machine": platform.machine(),
-        "gpus": len(tf.config.list_physical_devices("GPU")),
         "detections": int(len(model.detect([image])[0]["class_ids"])),
         "image_shape": list(np.asarray(image).shape),
     }
+    if tensorflow:
+        result["inter_op_threads"] = tf.config.threading.get_inter_op_parallelism_threads()
+    else:
+        result["baselines"] = f"skipped: TensorFlow only, this run is on {args.backend}"
     if fast_model is not None:
         fast = statistics.median(times["fast_options"])
         result["fast_options_median_s_per_image"] = fast
@@ -213,6 +237,35 @@ def main(argv=None):
             result["speedup_over_direct"] = result["direct_median_s_per_image"] / median
     print(json.dumps(result, indent=2))
     return result
+
+
+def select_backend(backend):
+    """Set KERAS_BACKEND to ``backend`` before Keras is imported; True for TensorFlow.
+
+    Raises SystemExit when Keras was already imported with another backend."""
+    if "keras" in sys.modules:
+        import keras
+        if keras.backend.backend() != backend:
+            raise SystemExit(f"Keras already runs on {keras.backend.backend()!r}; cannot "
+                             f"switch to --backend {backend}")
+    os.environ["KERAS_BACKEND"] = backend
+    return backend == "tensorflow"
+
+
+def backend_facts():
+    """The Keras backend, its version and its accelerators, for the JSON."""
+    import keras
+    backend = keras.backend.backend()
+    facts = {"backend": backend, "keras": keras.__version__}
+    if backend == "tensorflow":
+        import tensorflow as tf
+        facts.update(tensorflow=tf.__version__, gpus=len(tf.config.list_physical_devices("GPU")))
+    else:
+        import jax
+        facts.update(jax=jax.__version__, gpus=len([d for d in jax.devices()
+                                                    if d.platform == "gpu"]),
+                     devices=[str(d) for d in jax.devices()])
+    return facts
 
 
 def set_detection_count(model, images, count):

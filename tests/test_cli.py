@@ -67,7 +67,7 @@ def test_setup_py_installs_the_console_script_and_extras():
     assert '"mrcnn = mrcnn.cli:main"' in text
     assert '"onnx": [' in text and '"litert": [' in text
     with open(os.path.join(ROOT, ".ci", "run"), encoding="utf-8") as f:
-        assert 'pip install -e ".[dev,onnx,litert]"' in f.read()
+        assert 'pip install -e ".[dev,onnx,litert,jax]"' in f.read()
 
 
 def test_detect_on_demo_images_writes_overlays_and_coco_results(shared_data, tmp_path, capsys):

@@ -114,3 +114,26 @@ def test_mrcnn_export_cli_on_jax_says_it_needs_tensorflow(tmp_path):
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "saved").exists()
     assert askers(log) == set()
+
+
+def _setup_requirements():
+    """(install_requires, extras_require) of setup.py, read without running it."""
+    import ast
+    with open(os.path.join(ROOT, "setup.py"), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    call = next(node for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setup")
+    keywords = {k.arg: k.value for k in call.keywords}
+    return (ast.literal_eval(keywords["install_requires"]),
+            ast.literal_eval(keywords["extras_require"]))
+
+
+def test_requirements_jax_is_install_requires_without_tensorflow_plus_jax():
+    install_requires, extras = _setup_requirements()
+    with open(os.path.join(ROOT, "requirements-jax.txt"), encoding="utf-8") as f:
+        listed = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    without_tf = [r for r in install_requires
+                  if not r.startswith(("tensorflow", "tensorboard"))]
+    assert listed == without_tf + extras["jax"]
+    assert any(r.startswith("tensorflow") for r in install_requires)  # TF stays the default
+    assert extras["jax"] == ["jax[cpu]>=0.10"]
