@@ -310,7 +310,7 @@ def shapes_part(args, lines):
                             "mAP50": float(scores["mAP50"]), "mAP": float(scores["mAP"])})
             logger.info("shapes epoch %d: mAP50 %.3f at %.1f s", epoch + 1, scores["mAP50"], wall)
             if scores["mAP50"] >= args.target:
-                state["reached_s"] = wall
+                state["reached_s"] = round(wall, 2)
                 self.model.stop_training = True
             elif wall + (time.perf_counter() - self.epoch_start) > args.budget:
                 self.model.stop_training = True  # the next epoch would end past the budget

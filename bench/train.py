@@ -1,6 +1,7 @@
 """Training benchmark: seconds per training step and images per second of the data pipeline.
 
     python bench/train.py --backbone resnet50 --image-size 128 --batch 2 --layers all
+    python bench/train.py --backend jax ...     # Keras' JAX backend
 
 Prints one JSON object. The step time is the median of --steps timed train steps
 (train_on_batch on a fixed batch) after --warmup untimed ones; the pipeline figure is
@@ -25,10 +26,17 @@ choices this package departs from, and timed alternately with ours:
 - the mask head runs on all TRAIN_ROIS_PER_IMAGE ROIs (ours: the positive rows only);
 - Keras SGD with the L2 penalty differentiated through the loss and the gradients
   rescaled for clipping (ours: MomentumSGD's fused update).
+
+--backend jax (or KERAS_BACKEND=jax) runs on Keras' JAX backend: the step and the
+PyDataset figures and the baseline (compiled with XLA, as the JAX trainer needs); the
+tf.data figures, --fit tf.data and --pipelines (tf.data, MultiWorkerMirroredStrategy) are
+TensorFlow's: skipped, or refused with a message. train_on_batch returns NumPy values, so
+each timed step has finished on the device.
 """
 import argparse
 import concurrent.futures
 import json
+import logging
 import os
 import statistics
 import sys
@@ -41,10 +49,15 @@ sys.path.insert(0, ROOT)
 
 
 PRECISIONS = {"float32": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+BACKENDS = ("tensorflow", "jax")
+logger = logging.getLogger("bench.train")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=BACKENDS,
+                        default=os.environ.get("KERAS_BACKEND", "tensorflow"),
+                        help="Keras backend (default: $KERAS_BACKEND, else tensorflow)")
     parser.add_argument("--backbone", default="resnet50", choices=["resnet50", "resnet101"])
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--batch", type=int, default=2)
@@ -97,6 +110,7 @@ def bench_config(args):
 def fit_throughput(args, pipeline, strategy=None):
     """Global images/s of MaskRCNN.train (median step after --warmup steps) with ``pipeline``."""
     import keras
+    import numpy as np
 
     from mrcnn.model import MaskRCNN
     from samples.shapes import ShapesDataset
@@ -115,6 +129,8 @@ def fit_throughput(args, pipeline, strategy=None):
             self.start = time.perf_counter()
 
         def on_train_batch_end(self, batch, logs=None):
+            for value in (logs or {}).values():  # wait for the step (JAX dispatches async)
+                np.asarray(value)
             if batch >= args.warmup:
                 StepTimes.times.append(time.perf_counter() - self.start)
 
@@ -124,7 +140,7 @@ def fit_throughput(args, pipeline, strategy=None):
                     layers=args.layers, custom_callbacks=[StepTimes()], verbose=0,
                     workers=args.workers, pipeline=pipeline)
         strategy = model.strategy
-    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    replicas = replica_count(strategy)
     step = statistics.median(StepTimes.times)
     return {"images_per_s": replicas * args.batch / step, "median_s_per_step": step,
             "global_batch": replicas * args.batch}
@@ -175,8 +191,52 @@ def worker_main(args):
     print(json.dumps(fit_throughput(args, "tf.data", strategy)))
 
 
+def replica_count(strategy):
+    """Replicas of a tf.distribute strategy or a keras.distribution (JAX), 1 for None."""
+    if strategy is None:
+        return 1
+    if hasattr(strategy, "num_replicas_in_sync"):
+        return strategy.num_replicas_in_sync
+    import numpy as np
+    return int(np.size(strategy.device_mesh.devices))
+
+
+def select_backend(backend):
+    """Set KERAS_BACKEND to ``backend`` before Keras is imported; True for TensorFlow."""
+    if "keras" in sys.modules:
+        import keras
+        if keras.backend.backend() != backend:
+            raise SystemExit(f"Keras already runs on {keras.backend.backend()!r}; cannot "
+                             f"switch to --backend {backend}")
+    os.environ["KERAS_BACKEND"] = backend
+    return backend == "tensorflow"
+
+
+def backend_facts():
+    """The Keras backend and versions, for the JSON."""
+    import keras
+    backend = keras.backend.backend()
+    facts = {"backend": backend, "keras": keras.__version__}
+    if backend == "tensorflow":
+        import tensorflow as tf
+        facts["tensorflow"] = tf.__version__
+    else:
+        import jax
+        facts.update(jax=jax.__version__, devices=[str(d) for d in jax.devices()])
+    return facts
+
+
 def main(argv=None):
     args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    tensorflow = select_backend(args.backend)
+    if not tensorflow:
+        if args.pipelines or args.role == "worker":
+            raise SystemExit("--pipelines times tf.data and MultiWorkerMirroredStrategy: "
+                             f"TensorFlow only, not --backend {args.backend}")
+        if args.fit == "tf.data":
+            raise SystemExit(f"--fit tf.data is TensorFlow's input pipeline: not --backend "
+                             f"{args.backend} (use --fit pydataset)")
     if args.role == "worker":
         return worker_main(args)
     if args.pipelines:
@@ -185,11 +245,10 @@ def main(argv=None):
         result = {"benchmark": "train_fit", "pipeline": args.fit, "backbone": args.backbone,
                   "image_size": args.image_size, "batch_per_replica": args.batch,
                   "precision": args.precision, "layers": args.layers, "steps": args.steps,
-                  "warmup": args.warmup, **fit_throughput(args, args.fit)}
+                  "warmup": args.warmup, **fit_throughput(args, args.fit), **backend_facts()}
         print(json.dumps(result, indent=2))
         return result
     import numpy as np
-    import tensorflow as tf
 
     from mrcnn.data import BatchPlan, make_sequence, make_tf_dataset
     from mrcnn.model import MaskRCNN
@@ -226,7 +285,11 @@ def main(argv=None):
             pass
         return len(seq) * args.batch / (time.perf_counter() - t0)
 
-    pipeline_tf_data = statistics.median(tf_data_pass() for _ in range(args.repeats))
+    if tensorflow:
+        pipeline_tf_data = statistics.median(tf_data_pass() for _ in range(args.repeats))
+    else:
+        logger.warning("the tf.data pipeline is TensorFlow's: not timed on --backend %s",
+                       args.backend)
 
     # ---- training step alone
     layer_regex = LAYER_GROUPS.get(args.layers, args.layers)
@@ -242,9 +305,10 @@ def main(argv=None):
             each.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
         else:
             import keras
+            # TensorFlow: as matterport (no XLA); JAX's trainer always compiles with XLA.
             each.keras_model.compile(optimizer=keras.optimizers.SGD(
                 learning_rate=config.LEARNING_RATE, momentum=config.LEARNING_MOMENTUM,
-                global_clipnorm=config.GRADIENT_CLIP_NORM), jit_compile=False)
+                global_clipnorm=config.GRADIENT_CLIP_NORM), jit_compile=not tensorflow)
     batch = seq[0][0]
     for _ in range(args.warmup):
         for each in models.values():
@@ -274,12 +338,15 @@ def main(argv=None):
         "images_per_s_consumed_by_training": consumed,
         "pipeline_images_per_s_1_thread": pipeline_1,
         f"pipeline_images_per_s_{args.workers}_threads": pipeline_n,
-        f"pipeline_images_per_s_tf_data_{args.workers}_parallel_calls": pipeline_tf_data,
         "pipeline_over_training_ratio": max(pipeline_1, pipeline_n) / consumed,
         "trainable_params": int(sum(np.prod(w.shape) for w in model.keras_model.trainable_weights)),
-        "tensorflow": tf.__version__,
+        **backend_facts(),
         "cpu_count": os.cpu_count(),
     }
+    if tensorflow:
+        result[f"pipeline_images_per_s_tf_data_{args.workers}_parallel_calls"] = pipeline_tf_data
+    else:
+        result["tf_data"] = f"skipped: TensorFlow only, this run is on {args.backend}"
     if not args.no_baseline:
         baseline = statistics.median(step_times["matterport_style"])
         result["matterport_style_median_s_per_step"] = baseline
