@@ -6,19 +6,19 @@
 #
 # The machine (Python 3.12, x86-64, no package registry) has JAX 0.11.2 with CUDA 13, NumPy,
 # h5py, SciPy, scikit-image, OpenCV, Matplotlib, Pillow, rich, absl-py, ml-dtypes, packaging
-# and typing-extensions, but no Keras. Keras needs, beyond those, namex (pure Python) and
-# optree (compiled: the cp312 manylinux x86-64 wheel). Nothing else mrcnn imports on the JAX
-# path (model, train, detect, evaluate_dataset, samples/shapes.py) is missing there:
-# pycocotools (COCO evaluation, `mrcnn detect`'s RLE output) and albumentations
-# (augmentation) are imported only where those features are used, so they do not travel.
-# About 2.9 MB in all. Versions are pinned: one version of each, so that the machine's
-# `pip install --no-index --no-deps .whl/*.whl` is the same every time.
+# and typing-extensions, but no Keras and no pycocotools. Keras needs, beyond those, namex
+# (pure Python) and optree (compiled: the cp312 manylinux x86-64 wheel); pycocotools (the
+# abi3 wheel; it needs only NumPy) because mrcnn.evaluation imports mrcnn.report, which
+# imports it. albumentations (augmentation only) is imported only where it is used, so it
+# does not travel. About 3.2 MB in all. Versions are pinned: one version of each, so that
+# the machine's `pip install --no-index --no-deps .whl/*.whl` is the same every time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WHEELS=(
     keras==3.15.1
     namex==0.1.0
     optree==0.20.0
+    pycocotools==2.0.11
 )
 mkdir -p .whl
 python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \

@@ -1,6 +1,7 @@
 """bench/device_check.sh, the GPU check, run here on the CPU with tiny sizes: the same script
 and parts (bench/device_parts.py) the GPU machine runs, on Keras' JAX backend, with
-TensorFlow, pycocotools and albumentations blocked (the GPU machine has none of them)."""
+TensorFlow and albumentations blocked (the GPU machine has neither; pycocotools travels
+there as a wheel, bench/fetch_device_wheels.sh)."""
 import json
 import os
 import shutil
@@ -26,7 +27,7 @@ def device_check(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "PYTHONPATH")}
     env.update(PYTHON=sys.executable, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu",
                PYTHONPATH=BLOCKER, MRCNN_TF_BLOCK_LOG=str(log),
-               MRCNN_BLOCK_MODULES="pycocotools,albumentations,albucore",
+               MRCNN_BLOCK_MODULES="albumentations,albucore",
                DEVICE_CHECK_TINY="1", DEVICE_CHECK_PRECISIONS=",".join(PRECISIONS),
                DEVICE_CHECK_DETECT_BATCHES="2", DEVICE_CHECK_TRAIN_BATCHES="1",
                DEVICE_CHECK_LIMITS="300,300,300,300")
@@ -97,7 +98,7 @@ def test_shapes_part_reports_the_wall_time_to_its_target(device_check):
     assert shapes["train_s"] > 0 and shapes["eval_s"] > 0
 
 
-def test_the_parts_need_no_tensorflow_pycocotools_or_albumentations(device_check):
+def test_the_parts_need_no_tensorflow_or_albumentations(device_check):
     log = device_check[3]
     asked = set()
     if os.path.exists(log):
