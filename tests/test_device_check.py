@@ -14,7 +14,10 @@ pytest.importorskip("jax")
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 BLOCKER = os.path.join(ROOT, "tests", "no_tensorflow")
-PRECISIONS = ("float32", "bfloat16")
+# float32 only: each setting is one more XLA compilation (20-40 s on 2 shared cores), and the
+# suite must stay under 15 minutes. The parts' bfloat16 settings ran under the same script in
+# a Python 3.12 / JAX 0.11.2 environment (bench/README.md).
+PRECISIONS = ("float32",)
 
 
 @pytest.fixture(scope="module")
