@@ -147,8 +147,24 @@ def main(argv=None):
         def on_train_batch_end(self, batch, logs=None):
             self.steps.append({k: float(v) for k, v in (logs or {}).items()})
 
+    class FirstStepWeights(keras.callbacks.Callback):
+        """The weights after the run's first step, DIR/weights_<task>_step1.npz (the trainer's
+        state is copied into the variables first: it holds them apart during an epoch)."""
+
+        def __init__(self):
+            super().__init__()
+            self.saved = False
+
+        def on_train_batch_end(self, batch, logs=None):
+            if not self.saved:
+                from mrcnn import backend
+                backend.get().sync_model_state(self.model)
+                np.savez(os.path.join(args.out, f"weights_{args.task}_step1.npz"),
+                         **weights_by_path(self.model))
+                self.saved = True
+
     step_losses = StepLosses()
-    callbacks = [step_losses]
+    callbacks = [step_losses, FirstStepWeights()]
     if args.kill_after_step:
         callbacks.append(KillSwitch(args.kill_after_step))
     dataset = BlobDataset(count=8, max_objects=2, seed=3)
