@@ -46,7 +46,9 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+from infer import backend_facts, select_backend  # noqa: E402  (bench/infer.py, one copy)
 
 PRECISIONS = {"float32": None, "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
 BACKENDS = ("tensorflow", "jax")
@@ -199,31 +201,6 @@ def replica_count(strategy):
         return strategy.num_replicas_in_sync
     import numpy as np
     return int(np.size(strategy.device_mesh.devices))
-
-
-def select_backend(backend):
-    """Set KERAS_BACKEND to ``backend`` before Keras is imported; True for TensorFlow."""
-    if "keras" in sys.modules:
-        import keras
-        if keras.backend.backend() != backend:
-            raise SystemExit(f"Keras already runs on {keras.backend.backend()!r}; cannot "
-                             f"switch to --backend {backend}")
-    os.environ["KERAS_BACKEND"] = backend
-    return backend == "tensorflow"
-
-
-def backend_facts():
-    """The Keras backend and versions, for the JSON."""
-    import keras
-    backend = keras.backend.backend()
-    facts = {"backend": backend, "keras": keras.__version__}
-    if backend == "tensorflow":
-        import tensorflow as tf
-        facts["tensorflow"] = tf.__version__
-    else:
-        import jax
-        facts.update(jax=jax.__version__, devices=[str(d) for d in jax.devices()])
-    return facts
 
 
 def main(argv=None):
