@@ -67,15 +67,6 @@ def make_strategy(config, strategy=None, multi_worker=True):
     workers and Keras does not run on TensorFlow.
     """
     from mrcnn import backend
-    if strategy is None and multi_worker and backend.name() != "tensorflow":
-        spec = cluster_spec_from_env()
-        if spec is not None and worker_count(spec) > 1:
-            raise backend.BackendError(
-                f"TF_CONFIG names {worker_count(spec)} workers: multi-worker training with "
-                f"TF_CONFIG (tf.distribute.MultiWorkerMirroredStrategy) needs the tensorflow "
-                f"Keras backend; this process runs Keras on {backend.name()!r}. On JAX unset "
-                f"TF_CONFIG and join the processes with "
-                f"mrcnn.distribute.initialize_jax_distributed() (KERAS_DISTRIBUTION_* variables)")
     return backend.get().make_strategy(config, strategy, multi_worker)
 
 

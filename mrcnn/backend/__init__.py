@@ -20,6 +20,8 @@ pyramid_roi_align      each box pooled from its pyramid level
 num_replicas,          the data-parallel replicas of the current strategy and the sum
 all_reduce_sum         of gradients over them
 sgd_update             one (momentum) SGD step on a variable
+fused_batch_norm       inference batch norm in one kernel (None where XLA fuses it)
+multi_worker_logs      the step's logs as the strategy can reduce them
 make_strategy          the data-parallel distribution of training (or None)
 is_chief               whether this process writes checkpoints and logs
 worker_replicas        (replicas fed separately, input pipelines) of a distribution
@@ -33,7 +35,9 @@ make_predictor         the fast inference callable of an inference model
 =====================  =============================================================
 
 ``get()`` returns the module of the running Keras backend. A new backend (PyTorch) is one
-more module with these functions. Nothing outside this package names a backend.
+more module with these functions. Outside this package only two places ask which
+backend runs: cli_args.quiet_tensorflow (imports TensorFlow only when Keras runs on it)
+and the TensorFlow-only features that refuse other backends (mrcnn.backend.require).
 """
 import importlib
 

@@ -403,11 +403,23 @@ def make_strategy(config, strategy=None, multi_worker=True):
     """A keras.distribution.DataParallel to train under, or None for one device.
 
     strategy: a keras.distribution.Distribution to use as it is.
+    Raises BackendError when TF_CONFIG names several workers (that is tf.distribute's).
     Otherwise: over every device of every process when jax.distributed joined several
     processes (multi_worker only); over the first GPU_COUNT local devices when GPU_COUNT > 1
     (on a CPU, XLA_FLAGS=--xla_force_host_platform_device_count=N makes N devices); else None.
     """
     import keras
+
+    from mrcnn.backend import BackendError
+    from mrcnn.distribute import cluster_spec_from_env, worker_count
+    spec = cluster_spec_from_env() if strategy is None and multi_worker else None
+    if spec is not None and worker_count(spec) > 1:
+        raise BackendError(
+            f"TF_CONFIG names {worker_count(spec)} workers: multi-worker training with "
+            f"TF_CONFIG (tf.distribute.MultiWorkerMirroredStrategy) needs the tensorflow "
+            f"Keras backend; this process runs Keras on 'jax'. On JAX unset TF_CONFIG and "
+            f"join the processes with mrcnn.distribute.initialize_jax_distributed() "
+            f"(KERAS_DISTRIBUTION_* variables)")
     if strategy is not None:
         if not isinstance(strategy, keras.distribution.Distribution):
             raise TypeError(f"strategy must be a keras.distribution.Distribution on the JAX "
