@@ -475,7 +475,7 @@ class MaskRCNN:
             # XLA on JAX (static shapes); a plain tf.function on TensorFlow (dynamic NMS).
             from mrcnn import backend
             self.keras_model.compile(optimizer=optimizer,
-                                     jit_compile=backend.get().JIT_COMPILE)
+                                     jit_compile=not backend.get().DYNAMIC_SHAPES)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,

@@ -20,13 +20,11 @@ logger = logging.getLogger(__name__)
 
 NAME = "jax"
 
-# The graph's layers have static shapes here, so Keras may compile the model with XLA.
-LAYERS_SUPPORT_JIT = True
+# Every tensor of the graph has a static shape (XLA needs them): Keras compiles the model
+# and the train step with XLA, and ValidDetectionBoxes keeps all rows.
+DYNAMIC_SHAPES = False
 # mrcnn.winograd's 3x3 convolutions (TensorFlow ops) are available.
 WINOGRAD = False
-# Tensors may have data-dependent sizes (ValidDetectionBoxes trims the mask head's rows).
-DYNAMIC_SHAPES = False
-JIT_COMPILE = True
 
 PROPOSAL_NMS_METHODS = ("standard", "graph")
 DETECTION_NMS_METHODS = ("standard", "graph")

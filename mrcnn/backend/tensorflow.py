@@ -18,14 +18,12 @@ logger = logging.getLogger(__name__)
 
 NAME = "tensorflow"
 
-# NMS and the level partition have data-dependent shapes: Keras' jit_compile="auto" must not
-# compile the model with XLA, and compile() runs the training step as a plain tf.function.
-LAYERS_SUPPORT_JIT = False
+# NMS, the level partition and ValidDetectionBoxes make tensors of data-dependent sizes:
+# Keras' jit_compile="auto" must not compile the model with XLA, and compile() runs the
+# training step as a plain tf.function.
+DYNAMIC_SHAPES = True
 # mrcnn.winograd's 3x3 convolutions (TensorFlow ops) are available.
 WINOGRAD = True
-# Tensors may have data-dependent sizes (ValidDetectionBoxes trims the mask head's rows).
-DYNAMIC_SHAPES = True
-JIT_COMPILE = False
 
 PROPOSAL_NMS_METHODS = ("standard", "combined", "padded", "graph")
 DETECTION_NMS_METHODS = ("standard", "combined", "graph")

@@ -70,7 +70,7 @@ class DetectionLayer(keras.layers.Layer):
         self.nms_method = nms_method
         # TensorFlow's NMS has data-dependent shapes: keep Keras' jit_compile="auto" from
         # compiling the model with XLA there (the JAX backend's shapes are static).
-        self.supports_jit = backend.get().LAYERS_SUPPORT_JIT
+        self.supports_jit = not backend.get().DYNAMIC_SHAPES
 
     def call(self, inputs):
         rois, probs, deltas, image_meta = inputs

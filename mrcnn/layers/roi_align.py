@@ -121,7 +121,7 @@ class PyramidROIAlign(keras.layers.Layer):
         self.sampling_ratio = int(sampling_ratio)
         # TensorFlow's level partition has data-dependent shapes: keep Keras'
         # jit_compile="auto" from compiling the model with XLA there (static on JAX).
-        self.supports_jit = backend.get().LAYERS_SUPPORT_JIT
+        self.supports_jit = not backend.get().DYNAMIC_SHAPES
 
     def call(self, inputs):
         boxes, image_meta, *feature_maps = inputs
